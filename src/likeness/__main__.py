@@ -1,0 +1,3 @@
+from likeness.cli.main import app
+
+app(prog_name="likeness")

@@ -1,0 +1,196 @@
+"""The ``likeness`` command: serve, worker, render, and replica helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import typer
+
+from likeness.config import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+replica_app = typer.Typer(no_args_is_help=True, help="Create and inspect replicas over the API.")
+app.add_typer(replica_app, name="replica")
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
+    port: int = typer.Option(8000, help="Port to listen on."),
+    embedded_worker: bool = typer.Option(True, help="Run a worker as a child process."),
+) -> None:
+    """Run the API and (by default) an embedded worker on the embedded defaults."""
+    import uvicorn
+
+    from likeness.app import create_app
+    from likeness.runtime import build_runtime
+
+    settings = _settings()
+    key_file = settings.resolved_data_dir / "api_key"
+    announce = settings.api_key is None and not key_file.exists()
+    runtime = build_runtime(settings)
+    if announce:
+        typer.echo(f"Generated an API key (kept in {key_file}); send it as x-api-key:")
+        typer.echo(f"  {runtime.settings.api_key}")
+    typer.echo(f"Data directory: {runtime.settings.resolved_data_dir}")
+    child = _spawn_worker() if embedded_worker else None
+    try:
+        uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="info")
+    finally:
+        if child is not None:
+            child.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=15)
+            if child.poll() is None:
+                child.kill()
+        runtime.close()
+
+
+def _spawn_worker() -> subprocess.Popen[bytes]:
+    def die_with_parent() -> None:  # Linux: the worker gets SIGTERM if `serve` is killed
+        with contextlib.suppress(Exception):
+            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
+
+    return subprocess.Popen([sys.executable, "-m", "likeness", "worker"],
+                            preexec_fn=die_with_parent)
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(0, help="Jobs at once (default: settings)."),
+    loglevel: str = typer.Option("INFO"),
+) -> None:
+    """Run a worker alone (scale out: many workers, one broker, one database)."""
+    from likeness.jobs.worker import run_worker
+    from likeness.runtime import build_runtime
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    runtime = build_runtime(_settings())
+    run_worker(runtime, concurrency or runtime.settings.worker_concurrency, loglevel)
+
+
+@app.command()
+def render(
+    replica: str = typer.Option(..., "--replica", help="Replica id (trained, completed)."),
+    audio: Path | None = typer.Option(None, "--audio", exists=True, dir_okay=False),
+    text: str | None = typer.Option(None, "--text", help="Say this (offline Piper voice)."),
+    output: Path = typer.Option(..., "--output", "-o", help="Where to write the MP4."),
+) -> None:
+    """Make a replica say an audio file or a text, as an H.264 + AAC MP4."""
+    from likeness.engines.registry import get_engine
+    from likeness.engines.render import render_to_mp4
+    from likeness.media.audio import read_audio
+    from likeness.media.probe import Undecodable
+    from likeness.providers.tts_piper import synthesize
+    from likeness.replica import service
+    from likeness.runtime import build_runtime
+
+    if (audio is None) == (text is None):
+        raise typer.BadParameter("give exactly one of --audio or --text")
+    runtime = build_runtime(_settings())
+    with runtime.sessions() as session:
+        row = service.repository.get_live(session, replica)
+        if row is None:
+            _fail(f"no replica {replica}")
+        assert row is not None
+        if row.status != "completed":
+            _fail(f"replica {replica} is {row.status}, not completed")
+        bundle = runtime.storage.path(f"{service.work_key(row.id)}/{row.artifacts['bundle']}")
+        engine_name = row.engine
+    started = time.perf_counter()
+    if audio is not None:
+        try:
+            samples, rate = read_audio(audio)
+        except Undecodable as exc:
+            _fail(f"cannot read audio from {audio}: {exc}")
+    else:
+        assert text is not None
+        samples, rate = synthesize(text)
+    if samples.size == 0:
+        _fail("the audio is empty")
+    model = get_engine(engine_name).load(bundle)
+    frames = render_to_mp4(model, samples, rate, output)
+    seconds = len(samples) / rate
+    took = time.perf_counter() - started
+    typer.echo(f"wrote {output}: {frames} frames, {seconds:.2f} s of audio, "
+               f"{model.width}x{model.height} @ {model.fps:g} fps in {took:.1f} s")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(1)
+
+
+def _client() -> httpx.Client:
+    settings = _settings().ensure_secrets()
+    return httpx.Client(base_url=settings.public_url, headers={"x-api-key": settings.api_key or ""},
+                        timeout=600)
+
+
+@replica_app.command("create")
+def replica_create(
+    video: str = typer.Argument(..., help="A local video file or an http(s) URL."),
+    name: str | None = typer.Option(None, "--name"),
+    callback_url: str | None = typer.Option(None, "--callback-url"),
+    model_name: str = typer.Option("phoenix-4", "--model-name"),
+    wait: bool = typer.Option(False, "--wait", help="Poll until training ends."),
+) -> None:
+    """Upload (if local) and start training; prints the replica id."""
+    with _client() as client:
+        url = video
+        if not video.startswith(("http://", "https://")):
+            path = Path(video)
+            if not path.is_file():
+                _fail(f"no such file: {video}")
+            with path.open("rb") as handle:
+                response = client.post("/v2/uploads", files={"file": (path.name, handle)})
+            _check(response)
+            url = response.json()["url"]
+        body = {"train_video_url": url, "replica_name": name, "callback_url": callback_url,
+                "model_name": model_name}
+        response = client.post("/v2/replicas", json={k: v for k, v in body.items() if v})
+        _check(response)
+        replica_id = response.json()["replica_id"]
+        typer.echo(replica_id)
+        if wait:
+            _wait(client, replica_id)
+
+
+@replica_app.command("get")
+def replica_get(replica_id: str, wait: bool = typer.Option(False, "--wait")) -> None:
+    """Show a replica (its status and training progress)."""
+    with _client() as client:
+        if wait:
+            _wait(client, replica_id)
+        response = client.get(f"/v2/replicas/{replica_id}", params={"verbose": "true"})
+        _check(response)
+        typer.echo(json.dumps(response.json(), indent=2))
+
+
+def _wait(client: httpx.Client, replica_id: str) -> None:
+    while True:
+        response = client.get(f"/v2/replicas/{replica_id}")
+        _check(response)
+        body = response.json()
+        typer.echo(f"{body['status']} {body['training_progress']}", err=True)
+        if body["status"] != "started":
+            return
+        time.sleep(2)
+
+
+def _check(response: httpx.Response) -> None:
+    if response.is_error:
+        _fail(f"HTTP {response.status_code}: {response.text}")

@@ -1,0 +1,92 @@
+"""Settings: one object, read once from the environment (prefix ``LIKENESS_``) and passed in.
+
+Defaults run everything embedded under the data directory: SQLite database, local file
+storage and a Celery broker on SQLite. Secrets that are unset (API key, webhook secret) are
+generated on first use and kept in the data directory, never hard-coded.
+"""
+
+from __future__ import annotations
+
+import base64
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MODEL_NAMES = ("phoenix-4", "phoenix-3", "phoenix-4.5")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIKENESS_", extra="ignore")
+
+    data_dir: Path = Path("./likeness-data")
+    api_key: str | None = None
+    database_url: str | None = None
+    broker_url: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    allow_private_urls: bool = False
+    webhook_secret: str | None = None
+
+    # Which engine renders each public model name (engines/registry.py lists them).
+    engine_phoenix_4: str = "mouthbank"
+    engine_phoenix_3: str = "mouthbank"
+    engine_phoenix_4_5: str = "mouthbank"
+
+    # Training-video limits (Tavus's, except fps: 24 fps cameras are common, so we accept them).
+    max_download_bytes: int = 750 * 1024 * 1024
+    download_timeout_s: float = 30.0
+    download_attempts: int = 3
+    min_duration_s: float = 30.0
+    min_fps: float = 20.0
+    min_face_share: float = 0.5
+
+    # Jobs: a training job whose lease lapses is retried from its last finished stage.
+    job_lease_s: float = 120.0
+    job_max_attempts: int = 3
+    worker_concurrency: int = 2
+    webhook_retry_delays_s: list[float] = Field(default=[5, 30, 120, 600, 3600])
+    webhook_timeout_s: float = 10.0
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.resolved_data_dir / 'likeness.sqlite'}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.resolved_data_dir / 'broker.sqlite'}"
+
+    def engine_for(self, model_name: str) -> str:
+        return {
+            "phoenix-4": self.engine_phoenix_4,
+            "phoenix-3": self.engine_phoenix_3,
+            "phoenix-4.5": self.engine_phoenix_4_5,
+        }[model_name]
+
+    def ensure_secrets(self) -> Settings:
+        """Fill unset secrets from the data dir, generating them on first run.
+
+        Returns a copy; the generated API key is printed once by the CLI.
+        """
+        data = self.resolved_data_dir
+        data.mkdir(parents=True, exist_ok=True)
+        api_key = self.api_key or _read_or_create(data / "api_key", lambda: secrets.token_hex(16))
+        webhook_secret = self.webhook_secret or _read_or_create(
+            data / "webhook_secret",
+            lambda: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode(),
+        )
+        return self.model_copy(update={"api_key": api_key, "webhook_secret": webhook_secret})
+
+
+def _read_or_create(path: Path, make: object) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    assert callable(make)
+    value = str(make())
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value

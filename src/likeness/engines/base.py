@@ -1,0 +1,78 @@
+"""The engine interface: fit a bundle from a tracked training video; load it once; then per
+session push audio, clear (interrupt), and pull synchronised video frames.
+
+Timing contract: frame ``index`` i shows the instant i / fps of the session's audio, so the
+audio pushed so far plus the frames pulled so far are a synchronised pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from likeness.face.tracker import FaceTrack
+
+
+@dataclass(frozen=True)
+class TrainingInput:
+    """What the training pipeline hands an engine's ``fit``."""
+
+    video_path: Path
+    track: FaceTrack
+    fps: float
+    audio: np.ndarray  # (N,) float32 mono
+    sample_rate_hz: int
+
+
+@dataclass(frozen=True)
+class RenderedFrame:
+    """image: (H, W, 3) uint8 RGB; index counts frames from the session start."""
+
+    index: int
+    image: np.ndarray
+    speaking: bool
+
+
+class EngineSession(Protocol):
+    fps: float
+
+    def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
+        """Queue (N,) float32 mono speech for the replica to say."""
+
+    def end_audio(self) -> None:
+        """No more audio for now: let the frames for the tail of the queued audio out."""
+
+    def clear(self) -> None:
+        """Interrupt: drop queued audio; the next frame's mouth is at rest."""
+
+    def pull(self) -> list[RenderedFrame]:
+        """Every frame whose audio is fully known, in order (may be empty)."""
+
+    def idle_frame(self) -> RenderedFrame:
+        """The next frame with nothing to say (mouth at rest, the person still alive)."""
+
+
+class ReplicaModel(Protocol):
+    fps: float
+    width: int
+    height: int
+
+    def session(self) -> EngineSession: ...
+
+
+class Engine(Protocol):
+    name: str
+
+    def fit(
+        self,
+        data: TrainingInput,
+        out_dir: Path,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> dict[str, object]:
+        """Fit a bundle into ``out_dir``; returns the manifest it wrote."""
+
+    def load(self, bundle_dir: Path) -> ReplicaModel: ...

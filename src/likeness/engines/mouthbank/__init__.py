@@ -1,0 +1,28 @@
+"""mouthbank: person-specific lip-sync from the training video alone (see README.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from likeness.engines.base import TrainingInput
+from likeness.engines.mouthbank.fit import fit
+from likeness.engines.mouthbank.model import MouthbankModel, load
+
+
+class MouthbankEngine:
+    name = "mouthbank"
+
+    def fit(
+        self,
+        data: TrainingInput,
+        out_dir: Path,
+        on_progress: Callable[[float], None] | None = None,
+    ) -> dict[str, object]:
+        return fit(data, out_dir, on_progress)
+
+    def load(self, bundle_dir: Path) -> MouthbankModel:
+        return load(bundle_dir)
+
+
+__all__ = ["MouthbankEngine", "MouthbankModel"]

@@ -1,0 +1,37 @@
+"""Paste a canonical mouth crop into a frame: similarity warp of the crop and its mask into the
+frame's pose, colour matched on the feather ring, alpha blended. Only the ROI is touched."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def composite(
+    base: np.ndarray, to_frame: np.ndarray, crop: np.ndarray, mask: np.ndarray
+) -> np.ndarray:
+    """base: (H, W, 3) uint8; to_frame: (2, 3) canonical → frame; crop: (Hc, Wc, 3) uint8;
+    mask: (Hc, Wc) float32 in [0, 1]. Returns a new (H, W, 3) uint8 frame."""
+    height, width = base.shape[:2]
+    hc, wc = crop.shape[:2]
+    corners = np.array([[0, 0, 1], [wc, 0, 1], [0, hc, 1], [wc, hc, 1]], np.float32)
+    mapped = corners @ to_frame.T
+    x0, y0 = np.floor(mapped.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(mapped.max(axis=0)).astype(int)
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, width), min(y1, height)
+    out = base.copy()
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return out
+    shifted = to_frame.copy()
+    shifted[:, 2] -= (x0, y0)
+    size = (int(x1 - x0), int(y1 - y0))
+    warped = cv2.warpAffine(crop, shifted, size, flags=cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    alpha = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
+    roi = base[y0:y1, x0:x1].astype(np.float32)
+    ring = (alpha > 0.02) & (alpha < 0.5)
+    if ring.sum() > 16:
+        warped += roi[ring].mean(axis=0) - warped[ring].mean(axis=0)
+    a = alpha[:, :, None]
+    out[y0:y1, x0:x1] = np.clip(warped * a + roi * (1.0 - a), 0, 255).astype(np.uint8)
+    return out

@@ -1,0 +1,284 @@
+"""Fit a mouthbank bundle from one training video (see README.md for the method).
+
+Bundle files:
+    manifest.json   engine, geometry, fps, what was fitted and how
+    arrays.npz      base-loop transforms, bank features, mask, the audio→mouth maps
+    bank.bin        the mouth-texture bank: JPEG crops in canonical (pose-normalised) space
+    base.mp4        the base loop: real frames of the person, ping-ponged at render time
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from likeness.engines.base import TrainingInput
+from likeness.engines.mouthbank import features as F
+from likeness.face import align
+from likeness.face import landmarks as lm
+from likeness.media.audio import resample
+from likeness.media.video import iter_frames, write_mp4
+
+BUNDLE_VERSION = 1
+MAX_BANK = 1500
+BASE_SECONDS = 6.0
+MAX_YAW = 0.18
+QUANTILES = np.linspace(0.0, 1.0, 41)
+PCA_DIMS = 8
+JPEG_QUALITY = 90
+
+
+def fit(
+    data: TrainingInput,
+    out_dir: Path,
+    on_progress: Callable[[float], None] | None = None,
+) -> dict[str, object]:
+    progress = on_progress or (lambda _x: None)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    track = data.track
+    points = align.smooth_track(track.landmarks, track.present, sigma=1.0)
+    valid = track.present.copy()
+    valid[valid] &= np.abs(lm.yaw_proxy(points[valid])) < MAX_YAW
+    if valid.sum() < 10:
+        valid = track.present.copy()
+    index = np.flatnonzero(valid)
+
+    # 1. Pose normalisation: every frame onto one canonical template (unit IOD, eyes level).
+    to_ref = _procrustes(points[index][:, lm.STABLE])
+    mean_shape = align.apply(to_ref, points[index]).mean(axis=0)
+    unit = align.similarity(
+        mean_shape[[lm.RIGHT_EYE_OUTER, lm.LEFT_EYE_OUTER]], np.array([[-0.5, 0.0], [0.5, 0.0]])
+    )
+    frame_to_unit = _compose(unit, to_ref)  # (V, 2, 3)
+    unit_points = align.apply(frame_to_unit, points[index])  # (V, 478, 2)
+    scale = float(np.clip(np.median(lm.inter_ocular(points[index])), 40.0, 120.0))
+    box = _crop_box(unit_points)
+    to_px = np.array([[scale, 0, -box[0] * scale], [0, scale, -box[1] * scale]], np.float32)
+    frame_to_canon = _compose(to_px, frame_to_unit)
+    size = (int(np.ceil((box[2] - box[0]) * scale)), int(np.ceil((box[3] - box[1]) * scale)))
+    mask = _mask(unit_points, box, scale, size)
+    progress(0.1)
+
+    # 2. Mouth measures per frame, and which frames show talking.
+    opening = lm.mouth_opening(points[index]).astype(np.float32)
+    width = lm.mouth_width(points[index]).astype(np.float32)
+    talking = _talking(opening, data.fps)
+
+    # 3. Base loop: the calmest stretch with the mouth at rest (ideally the listening part).
+    base_len = int(min(len(index), round(BASE_SECONDS * data.fps)))
+    base_start = _calmest_window(index, opening, points, base_len)
+    base_frames = index[base_start : base_start + base_len]
+    base_to_frame = align.invert(frame_to_canon[base_start : base_start + base_len])
+
+    # 4. The mouth bank: canonical lower-face crops of (up to MAX_BANK) frames.
+    stride = max(1, int(np.ceil(len(index) / MAX_BANK)))
+    bank_rows = np.arange(0, len(index), stride)
+    bank_frames = index[bank_rows]
+    lips = align.apply(frame_to_canon[bank_rows], points[bank_frames][:, lm.LIPS])
+    lips = (lips - lips.mean(axis=1, keepdims=True)).reshape(len(bank_rows), -1) / scale
+    pca_mean, pca_basis = _pca(lips, PCA_DIMS)
+    shape = (lips - pca_mean) @ pca_basis.T
+
+    blobs, base_images = _extract(data, bank_frames, frame_to_canon[bank_rows], size,
+                                  set(base_frames.tolist()), progress)
+    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
+    (out_dir / "bank.bin").write_bytes(b"".join(blobs))
+    write_mp4(out_dir / "base.mp4", (base_images[i] for i in base_frames), data.fps, crf=16)
+    progress(0.9)
+
+    # 5. The person's audio→mouth maps (quantile matching; needs no audio-video sync).
+    audio_map = _audio_map(data, opening, width, talking)
+    closed = float(np.quantile(opening, 0.1))
+
+    np.savez_compressed(
+        out_dir / "arrays.npz",
+        base_to_frame=base_to_frame,
+        bank_offsets=offsets,
+        bank_opening=opening[bank_rows],
+        bank_width=width[bank_rows],
+        bank_shape=shape.astype(np.float32),
+        bank_source_frame=bank_frames.astype(np.int64),
+        mask=mask,
+        **{k: np.asarray(v, np.float32) for k, v in audio_map.items() if k != "source"},
+    )
+    manifest: dict[str, object] = {
+        "engine": "mouthbank",
+        "bundle_version": BUNDLE_VERSION,
+        "fps": data.fps,
+        "width": track.width,
+        "height": track.height,
+        "canonical_scale_px": scale,
+        "crop_size": list(size),
+        "frames_tracked": int(track.n_frames),
+        "frames_with_face": int(track.present.sum()),
+        "frames_used": len(index),
+        "bank_size": len(bank_rows),
+        "base_loop_frames": [int(base_frames[0]), int(base_frames[-1])],
+        "talking_share": float(talking.mean()),
+        "closed_opening": closed,
+        "audio_map": audio_map["source"],
+    }
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    progress(1.0)
+    return manifest
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """outer ∘ inner for (…, 2, 3) affine matrices."""
+    lin = np.einsum("...ij,...jk->...ik", outer[..., :2], inner[..., :2])
+    t = np.einsum("...ij,...j->...i", outer[..., :2], inner[..., 2]) + outer[..., 2]
+    return np.concatenate([lin, t[..., None]], axis=-1).astype(np.float32)
+
+
+def _procrustes(stable: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """stable: (V, K, 2) → (V, 2, 3) similarities onto their generalised Procrustes mean."""
+    reference = stable[len(stable) // 2]
+    for _ in range(rounds):
+        matrices = align.similarity(stable, reference)
+        reference = align.apply(matrices, stable).mean(axis=0)
+    return align.similarity(stable, reference)
+
+
+def _crop_box(unit_points: np.ndarray) -> tuple[float, float, float, float]:
+    """(x0, y0, x1, y1) in unit-IOD canonical coordinates around the lower face."""
+    mean = unit_points.mean(axis=0)
+    top = float(mean[lm.NOSE_BOTTOM, 1]) - 0.12
+    oval = mean[lm.FACE_OVAL]
+    lower = oval[oval[:, 1] > top]
+    chin = float(np.quantile(unit_points[:, lm.CHIN, 1], 0.98))
+    return (
+        float(lower[:, 0].min()) - 0.05,
+        top,
+        float(lower[:, 0].max()) + 0.05,
+        chin + 0.3,
+    )
+
+
+def _mask(
+    unit_points: np.ndarray, box: tuple[float, float, float, float], scale: float,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """(Hc, Wc) float32 alpha: 1 over mouth, lips and chin, feathered to 0 on the cheeks."""
+    mean = unit_points.mean(axis=0)
+    top = float(mean[lm.NOSE_BOTTOM, 1]) + 0.02
+    centre = mean[lm.LIPS].mean(axis=0)
+    oval = mean[lm.FACE_OVAL]
+    lower = oval[oval[:, 1] > top].copy()
+    lower[:, 0] = centre[0] + (lower[:, 0] - centre[0]) * 0.78
+    chin_drop = float(np.quantile(unit_points[:, lm.CHIN, 1], 0.98)) - float(mean[lm.CHIN, 1])
+    below = lower[:, 1] > centre[1]
+    lower[below, 1] += chin_drop + 0.08
+    edge_x = lower[:, 0].min(), lower[:, 0].max()
+    polygon = np.vstack([lower, [[edge_x[0], top], [edge_x[1], top]]])
+    px = (polygon - np.array(box[:2])) * scale
+    hull = cv2.convexHull(px.astype(np.float32)).astype(np.int32)
+    mask = np.zeros((size[1], size[0]), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA)
+    feather = max(3, int(round(scale * 0.12)))
+    mask = cv2.erode(mask, np.ones((feather, feather), np.uint8))
+    soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), feather / 2.0)
+    return soft.astype(np.float32)
+
+
+def _talking(opening: np.ndarray, fps: float) -> np.ndarray:
+    """Frames inside stretches where the mouth keeps moving (a second-long rolling std)."""
+    window = max(3, int(round(fps)))
+    mean = uniform_filter1d(opening, window, mode="nearest")
+    std = np.sqrt(np.maximum(uniform_filter1d(opening**2, window, mode="nearest") - mean**2, 0))
+    noise = float(np.quantile(std, 0.1))
+    talking = std > max(3.0 * noise, 0.01)
+    return talking if talking.mean() > 0.05 else np.ones_like(talking)
+
+
+def _calmest_window(
+    index: np.ndarray, opening: np.ndarray, points: np.ndarray, length: int
+) -> int:
+    """Start (into ``index``) of the window with the least mouth opening and head motion
+    and no tracking gap."""
+    if length >= len(index):
+        return 0
+    centre = points[index][:, lm.STABLE].mean(axis=1)
+    iod = lm.inter_ocular(points[index])
+    motion = np.r_[0.0, np.linalg.norm(np.diff(centre, axis=0), axis=1) / iod[1:]]
+    gaps = np.r_[0, np.diff(index) > 1].astype(np.float64)
+    best, best_cost = 0, np.inf
+    for start in range(0, len(index) - length + 1, max(1, length // 12)):
+        span = slice(start, start + length)
+        cost = opening[span].mean() + 2.0 * motion[span].mean() + 10.0 * gaps[span][1:].sum()
+        if cost < best_cost:
+            best, best_cost = start, cost
+    return best
+
+
+def _pca(rows: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
+    mean = rows.mean(axis=0)
+    _, _, vt = np.linalg.svd(rows - mean, full_matrices=False)
+    return mean, vt[: min(dims, vt.shape[0])]
+
+
+def _extract(
+    data: TrainingInput,
+    bank_frames: np.ndarray,
+    bank_transforms: np.ndarray,
+    size: tuple[int, int],
+    keep_full: set[int],
+    progress: Callable[[float], None],
+) -> tuple[list[bytes], dict[int, np.ndarray]]:
+    """One decoding pass: JPEG crops for the bank, full frames for the base loop."""
+    wanted = {int(f): i for i, f in enumerate(bank_frames)}
+    blobs: list[bytes] = [b""] * len(bank_frames)
+    full: dict[int, np.ndarray] = {}
+    last = max(max(wanted, default=0), max(keep_full, default=0))
+    for number, rgb in enumerate(iter_frames(data.video_path)):
+        if number in keep_full:
+            full[number] = rgb
+        row = wanted.get(number)
+        if row is not None:
+            crop = cv2.warpAffine(rgb, bank_transforms[row], size, flags=cv2.INTER_AREA,
+                                  borderMode=cv2.BORDER_REPLICATE)
+            ok, jpeg = cv2.imencode(".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            assert ok
+            blobs[row] = jpeg.tobytes()
+        if number % 100 == 0:
+            progress(0.1 + 0.8 * min(1.0, number / max(1, last)))
+        if number >= last:
+            break
+    return blobs, full
+
+
+def _audio_map(
+    data: TrainingInput, opening: np.ndarray, width: np.ndarray, talking: np.ndarray
+) -> dict[str, object]:
+    """Quantile maps from this person's audio (loudness under peak, tilt) to their mouth
+    (opening, width). Falls back to a generic loudness curve when the video holds too little
+    speech to fit one."""
+    audio = resample(data.audio, data.sample_rate_hz, F.SAMPLE_RATE_HZ)
+    feats = F.relative_features(audio, data.fps)
+    speech = F.is_speech(feats[:, 0], feats[:, 1])
+    source = "fitted"
+    if speech.sum() < max(25, 0.1 * len(speech)):
+        rel_q = np.linspace(F.GATE_REL_DB, 0.0, len(QUANTILES))
+        tilt_q = np.linspace(-25.0, 5.0, len(QUANTILES))
+        source = "default (too little speech in the training audio)"
+    else:
+        rel_q = np.quantile(feats[speech, 1], QUANTILES)
+        tilt_q = np.quantile(feats[speech, 2], QUANTILES)
+    open_q = np.quantile(opening[talking], QUANTILES)
+    width_q = np.quantile(width[talking], QUANTILES)
+    return {
+        "source": source,
+        "rel_q": _strictly_increasing(rel_q),
+        "tilt_q": _strictly_increasing(tilt_q),
+        "open_q": open_q,
+        "width_q": width_q,
+        "closed_opening": np.array([np.quantile(opening, 0.1)]),
+    }
+
+
+def _strictly_increasing(values: np.ndarray) -> np.ndarray:
+    return np.maximum.accumulate(values + np.arange(len(values)) * 1e-4)

@@ -1,0 +1,159 @@
+"""A speaking session: audio in, lip-synced frames out, chunk by chunk or all at once.
+
+Per frame: loudness/tilt features (features.py) → the person's fitted quantile maps give a
+target mouth opening and width → unit selection over the mouth bank (target cost plus a join
+cost that favours continuing the same source clip) → composite onto the base loop.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from likeness.engines.base import RenderedFrame
+from likeness.engines.mouthbank import features as F
+from likeness.engines.mouthbank.composite import composite
+from likeness.engines.mouthbank.model import MouthbankModel
+from likeness.media.audio import resample
+
+WIDTH_WEIGHT = 0.3
+JOIN_WEIGHT = 0.5
+JUMP_COST = 0.35
+HOLD_COST = 0.1
+
+
+class MouthbankSession:
+    def __init__(self, model: MouthbankModel) -> None:
+        self.model = model
+        self.fps = model.fps
+        self._frame = 0  # frames rendered in this session
+        self._prev: int | None = None
+        self._open_scale = float(np.std(model.bank_opening)) + 1e-4
+        self._width_scale = float(np.std(model.bank_width)) + 1e-4
+        self._shape_scale = float(np.mean(np.var(model.bank_shape, axis=0)).sum()) + 1e-6
+        self._rest_width = float(np.median(model.bank_width))
+        self._reset_utterance()
+
+    # -- the interface -------------------------------------------------------------------
+    def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
+        chunk = resample(np.asarray(samples, np.float32).reshape(-1), sample_rate_hz,
+                         F.SAMPLE_RATE_HZ)
+        self._audio = np.concatenate([self._audio, chunk])
+        self._pushed += len(chunk)
+        self._ended = False
+
+    def end_audio(self) -> None:
+        self._ended = True
+
+    def clear(self) -> None:
+        self._reset_utterance()
+
+    def pull(self) -> list[RenderedFrame]:
+        if self._pushed == 0:
+            return []
+        total = int(np.ceil(self._pushed / F.SAMPLE_RATE_HZ * self.fps))
+        if self._ended:
+            ready = total
+        else:
+            ready = self._done
+            while ready < total and F.samples_needed(ready + 1, self.fps) <= self._pushed:
+                ready += 1
+        if ready <= self._done:
+            return []
+        wanted = np.arange(self._done, min(ready + 1, total))
+        raw = F.raw_features(self._audio, self._offset, wanted, self.fps)
+        rel = self._peak.update_from(raw[:, 0], self._peaked, wanted)
+        self._peaked = max(self._peaked, int(wanted[-1]) + 1)
+        frames = []
+        for k, utt_frame in enumerate(range(self._done, ready)):
+            speaking = bool(F.is_speech(raw[k : k + 1, 0], rel[k : k + 1])[0])
+            opening, width = self._target(raw[k], rel[k], speaking)
+            nxt = k + 1 < len(wanted)
+            if nxt:
+                next_speaking = bool(F.is_speech(raw[k + 1 : k + 2, 0], rel[k + 1 : k + 2])[0])
+                next_open, _ = self._target(raw[k + 1], rel[k + 1], next_speaking)
+            else:
+                next_open = opening
+            smoothed = 0.25 * self._last_open + 0.5 * opening + 0.25 * next_open
+            self._last_open = opening
+            frames.append(self._render(smoothed, width, speaking))
+            self._done = utt_frame + 1
+        self._trim()
+        if self._ended and self._done >= total:
+            self._reset_utterance()
+        return frames
+
+    def idle_frame(self) -> RenderedFrame:
+        return self._render(self.model.closed_opening, self._rest_width, speaking=False)
+
+    # -- internals -----------------------------------------------------------------------
+    def _reset_utterance(self) -> None:
+        self._audio = np.zeros(0, np.float32)
+        self._offset = 0  # absolute sample index of self._audio[0], from the utterance start
+        self._pushed = 0
+        self._done = 0  # utterance frames rendered
+        self._peaked = 0  # utterance frames the peak tracker has seen
+        self._ended = False
+        self._peak = _Peak(self.fps)
+        self._last_open = self.model.closed_opening
+
+    def _trim(self) -> None:
+        keep_from = int(F.frame_center(np.array([self._done]), self.fps)[0]) - F.N_FFT
+        cut = keep_from - self._offset
+        if cut > 0:
+            self._audio = self._audio[cut:]
+            self._offset += cut
+
+    def _target(self, raw: np.ndarray, rel: float, speaking: bool) -> tuple[float, float]:
+        model = self.model
+        if not speaking:
+            return model.closed_opening, self._rest_width
+        opening = float(np.interp(rel, model.rel_q, model.open_q))
+        width = float(np.interp(raw[1], model.tilt_q, model.width_q))
+        return opening, width
+
+    def _select(self, opening: float, width: float) -> int:
+        model = self.model
+        cost = ((model.bank_opening - opening) / self._open_scale) ** 2
+        cost += WIDTH_WEIGHT * ((model.bank_width - width) / self._width_scale) ** 2
+        prev = self._prev
+        if prev is not None:
+            join = ((model.bank_shape - model.bank_shape[prev]) ** 2).sum(axis=1)
+            cost += JOIN_WEIGHT * join / self._shape_scale + JUMP_COST
+            cost[prev] -= JUMP_COST - HOLD_COST
+            if prev + 1 < len(cost):
+                cost[prev + 1] -= JUMP_COST + JOIN_WEIGHT * join[prev + 1] / self._shape_scale
+        choice = int(np.argmin(cost))
+        self._prev = choice
+        return choice
+
+    def _render(self, opening: float, width: float, speaking: bool) -> RenderedFrame:
+        model = self.model
+        n_base = len(model.base_images)
+        period = max(1, 2 * n_base - 2)
+        phase = self._frame % period
+        b = phase if phase < n_base else period - phase
+        j = self._select(opening, width)
+        image = composite(model.base_images[b], model.base_to_frame[b], model.bank_images[j],
+                          model.mask)
+        frame = RenderedFrame(index=self._frame, image=image, speaking=speaking)
+        self._frame += 1
+        return frame
+
+
+class _Peak:
+    """The running peak of features.PeakTracker, fed each utterance frame exactly once."""
+
+    def __init__(self, fps: float) -> None:
+        self._tracker = F.PeakTracker(fps)
+        self._rel: dict[int, float] = {}
+
+    def update_from(self, energy_db: np.ndarray, seen: int, frames: np.ndarray) -> np.ndarray:
+        fresh = frames >= seen
+        if fresh.any():
+            values = self._tracker.update(energy_db[fresh])
+            for frame, value in zip(frames[fresh], values, strict=True):
+                self._rel[int(frame)] = float(value)
+        out = np.array([self._rel[int(f)] for f in frames], np.float32)
+        for frame in [f for f in self._rel if f < int(frames[0]) - 2]:
+            del self._rel[frame]
+        return out

@@ -1,0 +1,40 @@
+"""Offline rendering: any engine session + audio → an H.264 + AAC MP4 at the replica's own
+resolution and frame rate, with the audio written sample for sample."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from likeness.engines.base import ReplicaModel
+from likeness.media.audio import resample
+from likeness.media.video import AAC_RATES, write_mp4
+
+CHUNK_S = 1.0
+
+
+def frames_for(model: ReplicaModel, samples: np.ndarray, sample_rate_hz: int) -> Iterator[np.ndarray]:
+    """Feed the audio a second at a time and yield (H, W, 3) uint8 frames as they come, so
+    memory stays flat however long the audio is."""
+    session = model.session()
+    step = int(sample_rate_hz * CHUNK_S)
+    for start in range(0, len(samples), step):
+        session.push_audio(samples[start : start + step], sample_rate_hz)
+        for frame in session.pull():
+            yield frame.image
+    session.end_audio()
+    for frame in session.pull():
+        yield frame.image
+
+
+def render_to_mp4(
+    model: ReplicaModel, samples: np.ndarray, sample_rate_hz: int, output: Path
+) -> int:
+    """Returns the number of video frames written."""
+    if sample_rate_hz not in AAC_RATES:
+        samples = resample(samples, sample_rate_hz, 48000)
+        sample_rate_hz = 48000
+    return write_mp4(output, frames_for(model, samples, sample_rate_hz), model.fps, samples,
+                     sample_rate_hz)

@@ -1,0 +1,48 @@
+"""Audio in and out as float32 mono NumPy arrays in [-1, 1]."""
+
+from __future__ import annotations
+
+from math import gcd
+from pathlib import Path
+
+import av
+import numpy as np
+from scipy.signal import resample_poly
+
+from likeness.media.probe import Undecodable
+
+
+def read_audio(path: Path, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream. Returns (samples: (N,) float32 mono, sample_rate_hz).
+
+    With ``sample_rate_hz`` the audio is resampled to it; otherwise it keeps its own rate.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise Undecodable("no audio stream")
+            stream = container.streams.audio[0]
+            rate = int(sample_rate_hz or stream.codec_context.sample_rate or 16000)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
+            chunks: list[np.ndarray] = []
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    chunks.append(out.to_ndarray().reshape(-1))
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().reshape(-1))
+    except av.FFmpegError as exc:
+        raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
+    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    return samples, rate
+
+
+def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
+    """(N,) float32 → (M,) float32 at ``to_hz`` (polyphase, no phase shift)."""
+    if from_hz == to_hz:
+        return samples.astype(np.float32, copy=False)
+    g = gcd(from_hz, to_hz)
+    return resample_poly(samples, to_hz // g, from_hz // g).astype(np.float32)
+
+
+def to_int16(samples: np.ndarray) -> np.ndarray:
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)

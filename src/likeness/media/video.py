@@ -1,0 +1,95 @@
+"""Decode video frames and write H.264 + AAC MP4s with PyAV."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from likeness.media.probe import Undecodable
+
+AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def iter_frames(path: Path, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Yield every frame as (H, W, 3) uint8 RGB, optionally scaled so max(H, W) <= max_side."""
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            width, height = stream.codec_context.width, stream.codec_context.height
+            scale = 1.0
+            if max_side and max(width, height) > max_side:
+                scale = max_side / max(width, height)
+            size = (_even(width * scale), _even(height * scale))
+            for frame in container.decode(stream):
+                if scale != 1.0:
+                    yield frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                else:
+                    yield frame.to_ndarray(format="rgb24")
+    except av.FFmpegError as exc:
+        raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _even(value: float) -> int:
+    return max(2, int(round(value / 2)) * 2)
+
+
+def write_mp4(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate_hz: int = 16000,
+    crf: int = 20,
+    preset: str = "veryfast",
+) -> int:
+    """Encode (H, W, 3) uint8 RGB frames as H.264 (yuv420p) plus the mono float32 ``audio`` as
+    AAC. Returns the number of video frames written. The audio is written sample for sample,
+    so the file's audio track is exactly the input's length."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(fps).limit_denominator(1001)
+    count = 0
+    with av.open(str(path), mode="w", format="mp4") as container:
+        vstream = container.add_stream("libx264", rate=rate)
+        vstream.pix_fmt = "yuv420p"
+        vstream.options = {"crf": str(crf), "preset": preset}
+        astream = None
+        if audio is not None:
+            if sample_rate_hz not in AAC_RATES:
+                raise ValueError(f"AAC cannot carry {sample_rate_hz} Hz")
+            astream = container.add_stream("aac", rate=sample_rate_hz)
+            astream.layout = "mono"
+        for image in frames:
+            if count == 0:
+                vstream.width, vstream.height = image.shape[1], image.shape[0]
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = count
+            frame.time_base = 1 / rate
+            container.mux(vstream.encode(frame))
+            count += 1
+        container.mux(vstream.encode(None))
+        if astream is not None and audio is not None:
+            _write_audio(container, astream, audio, sample_rate_hz)
+    return count
+
+
+def _write_audio(
+    container: av.container.OutputContainer,
+    stream: av.AudioStream,
+    audio: np.ndarray,
+    sample_rate_hz: int,
+) -> None:
+    block = 1024
+    pcm = audio.astype(np.float32).reshape(1, -1)
+    for start in range(0, pcm.shape[1], block):
+        chunk = np.ascontiguousarray(pcm[:, start : start + block])
+        frame = av.AudioFrame.from_ndarray(chunk, format="flt", layout="mono")
+        frame.sample_rate = sample_rate_hz
+        frame.pts = start
+        frame.time_base = Fraction(1, sample_rate_hz)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))

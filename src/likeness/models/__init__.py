@@ -1,0 +1,7 @@
+"""SQLAlchemy tables, one per file."""
+
+from likeness.models.replica import Replica
+from likeness.models.upload import Upload
+from likeness.models.webhook import WebhookAttempt, WebhookEvent
+
+__all__ = ["Replica", "Upload", "WebhookAttempt", "WebhookEvent"]

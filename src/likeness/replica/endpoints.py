@@ -1,0 +1,91 @@
+"""/v2/replicas and its alias /v2/faces. Thin: parse, call the service, enqueue after commit."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from likeness.errors import NotFound
+from likeness.kit.db import transaction
+from likeness.replica import repository, service
+from likeness.replica.schemas import ApiName, CreatedReplica, CreateReplica, Rename, ReplicaList
+from likeness.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def build_router(api_name: ApiName) -> APIRouter:
+    plural = f"{api_name}s"
+    router = APIRouter(prefix=f"/v2/{plural}", tags=[plural])
+    id_key = f"{api_name}_id"
+
+    @router.post("", response_model=CreatedReplica, response_model_exclude_none=True,
+                 summary=f"Create a {api_name}: start training from a video")
+    def create(body: CreateReplica, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
+        with transaction(rt.sessions) as session:
+            replica = service.create(session, rt.settings, body, api_name)
+            replica_id = replica.id
+        try:
+            rt.queue.enqueue(service.TRAIN_JOB, replica_id)
+        except Exception:  # the row is the truth: the stale-job sweep sends it again later
+            log.exception("could not enqueue training for %s", replica_id)
+        return {id_key: replica_id, "status": "started"}
+
+    @router.get("", response_model=ReplicaList, summary=f"List {plural}")
+    def list_(
+        rt: Runtime = Depends(_runtime),
+        limit: int = Query(10, ge=1, le=1000),
+        page: int = Query(1, ge=1),
+        verbose: bool = False,
+        replica_type: str | None = Query(None, description="user | system"),
+        face_type: str | None = Query(None, description="user | system (on /v2/faces)"),
+        replica_ids: str | None = Query(None, description="comma-separated ids"),
+        face_ids: str | None = Query(None, description="comma-separated ids (on /v2/faces)"),
+    ) -> dict[str, Any]:
+        kind = replica_type or face_type
+        wanted = replica_ids or face_ids
+        ids = [i.strip() for i in wanted.split(",") if i.strip()] if wanted else None
+        if kind == "system":  # no stock replicas ship with likeness
+            return {"data": [], "total_count": 0}
+        with rt.sessions() as session:
+            rows, total = repository.page(session, limit, page, ids)
+            data = [service.to_wire(r, api_name, rt.settings.public_url, verbose) for r in rows]
+        return {"data": data, "total_count": total}
+
+    @router.get("/{replica_id}", summary=f"Get one {api_name}")
+    def get(replica_id: str, verbose: bool = False, rt: Runtime = Depends(_runtime)) -> Any:
+        with rt.sessions() as session:
+            replica = service.get(session, replica_id)
+            return service.to_wire(replica, api_name, rt.settings.public_url, verbose)
+
+    @router.delete("/{replica_id}", summary=f"Delete a {api_name} (hard=true removes its files)")
+    def delete(replica_id: str, hard: bool = False, rt: Runtime = Depends(_runtime)) -> Response:
+        with transaction(rt.sessions) as session:
+            service.delete(session, rt.storage, replica_id, hard)
+        return Response(status_code=200)
+
+    @router.patch("/{replica_id}/name", summary=f"Rename a {api_name}")
+    def rename(replica_id: str, body: Rename, rt: Runtime = Depends(_runtime)) -> Response:
+        with transaction(rt.sessions) as session:
+            service.rename(session, replica_id, body.face_name or body.replica_name)
+        return Response(status_code=200)
+
+    @router.get("/{replica_id}/thumbnail.mp4", summary="The replica's thumbnail video",
+                response_class=FileResponse)
+    def thumbnail(replica_id: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
+        with rt.sessions() as session:
+            replica = service.get(session, replica_id)
+            name = replica.artifacts.get("thumbnail")
+        if not name:
+            raise NotFound("The thumbnail is not ready")
+        path = rt.storage.path(f"{service.work_key(replica_id)}/{name}")
+        return FileResponse(path, media_type="video/mp4")
+
+    return router

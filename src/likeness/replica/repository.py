@@ -1,0 +1,64 @@
+"""SQL for replicas, and only here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from likeness.kit.clock import utcnow
+from likeness.models import Replica
+
+
+def get_live(session: Session, replica_id: str) -> Replica | None:
+    row = session.get(Replica, replica_id)
+    return row if row is not None and row.deleted_at is None else None
+
+
+def page(
+    session: Session, limit: int, page_number: int, ids: Sequence[str] | None
+) -> tuple[list[Replica], int]:
+    query = select(Replica).where(Replica.deleted_at.is_(None))
+    if ids is not None:
+        query = query.where(Replica.id.in_(ids))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Replica.created_at.desc(), Replica.id)
+        .limit(limit)
+        .offset((page_number - 1) * limit)
+    )
+    return list(rows), total
+
+
+def acquire_lease(session: Session, replica_id: str, until: datetime) -> bool:
+    """Atomically claim the training job: only one worker runs a replica at a time."""
+    now = utcnow()
+    result = session.execute(
+        update(Replica)
+        .where(
+            Replica.id == replica_id,
+            Replica.status == "started",
+            Replica.deleted_at.is_(None),
+            or_(Replica.lease_expires_at.is_(None), Replica.lease_expires_at < now),
+        )
+        .values(lease_expires_at=until, attempts=Replica.attempts + 1, updated_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def stale(session: Session, now: datetime, unclaimed_before: datetime) -> list[Replica]:
+    """Training jobs whose lease lapsed, or that no worker claimed for a long time."""
+    return list(
+        session.scalars(
+            select(Replica).where(
+                Replica.status == "started",
+                Replica.deleted_at.is_(None),
+                or_(
+                    Replica.lease_expires_at < now,
+                    (Replica.lease_expires_at.is_(None) & (Replica.updated_at < unclaimed_before)),
+                ),
+            )
+        )
+    )

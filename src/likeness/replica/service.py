@@ -1,0 +1,141 @@
+"""Replica use cases: create, read, list, rename, delete; and the state changes training makes
+(progress, completed, error), each with its callback recorded in the same transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from likeness.config import MODEL_NAMES, Settings
+from likeness.errors import BadRequest, NotFound
+from likeness.kit import ids
+from likeness.kit.clock import iso_ms, utcnow
+from likeness.kit.safe_url import is_well_formed
+from likeness.models import Replica
+from likeness.replica import repository
+from likeness.replica.schemas import ApiName, CreateReplica
+from likeness.storage.local import LocalBlobStore
+from likeness.training import failures
+from likeness.webhooks import service as webhooks
+
+TRAIN_JOB = "replica.train"
+
+
+def create(session: Session, settings: Settings, body: CreateReplica, api_name: ApiName) -> Replica:
+    if body.train_image_url and not body.train_video_url:
+        raise BadRequest("Invalid train_video_url: training from an image is not supported yet")
+    if body.train_video_url and body.train_image_url:
+        raise BadRequest("Send train_video_url or train_image_url, not both")
+    if not body.train_video_url or not is_well_formed(body.train_video_url):
+        raise BadRequest("Invalid train_video_url")
+    if body.callback_url and not is_well_formed(body.callback_url):
+        raise BadRequest("Invalid callback_url")
+    if body.consent_video_url and not is_well_formed(body.consent_video_url):
+        raise BadRequest("Invalid consent_video_url")
+    if body.model_name not in MODEL_NAMES:
+        raise BadRequest(
+            f"Invalid model_name: {body.model_name!r}; use one of {', '.join(MODEL_NAMES)}"
+        )
+    replica = Replica(
+        id=ids.replica_id(),
+        name=body.face_name if api_name == "face" else body.replica_name,
+        api_name=api_name,
+        replica_type="user",
+        model_name=body.model_name,
+        engine=settings.engine_for(body.model_name),
+        train_video_url=body.train_video_url,
+        consent_video_url=body.consent_video_url,
+        callback_url=body.callback_url,
+        properties=body.properties,
+        status="started",
+        training_progress=0,
+        artifacts={},
+    )
+    session.add(replica)
+    return replica
+
+
+def get(session: Session, replica_id: str) -> Replica:
+    replica = repository.get_live(session, replica_id)
+    if replica is None:
+        raise NotFound("Invalid replica_id")
+    return replica
+
+
+def rename(session: Session, replica_id: str, name: str | None) -> None:
+    if not name:
+        raise BadRequest("replica_name is required")
+    get(session, replica_id).name = name
+
+
+def delete(session: Session, storage: LocalBlobStore, replica_id: str, hard: bool) -> None:
+    replica = get(session, replica_id)
+    replica.deleted_at = utcnow()
+    if hard:
+        storage.delete_tree(work_key(replica_id))
+        replica.artifacts = {}
+
+
+def work_key(replica_id: str) -> str:
+    return f"replicas/{replica_id}"
+
+
+def to_wire(
+    replica: Replica, api_name: ApiName, public_url: str, verbose: bool = False
+) -> dict[str, Any]:
+    prefix = "face" if api_name == "face" else "replica"
+    thumbnail = None
+    if replica.artifacts.get("thumbnail"):
+        thumbnail = f"{public_url.rstrip('/')}/v2/{prefix}s/{replica.id}/thumbnail.mp4"
+    out: dict[str, Any] = {
+        f"{prefix}_id": replica.id,
+        f"{prefix}_name": replica.name,
+        "thumbnail_video_url": thumbnail,
+        "training_progress": f"{replica.training_progress}/100",
+        "status": replica.status,
+        "created_at": iso_ms(replica.created_at),
+        "updated_at": iso_ms(replica.updated_at),
+        "error_message": replica.error_message,
+        "model_name": replica.model_name,
+    }
+    if verbose:
+        out[f"{prefix}_type"] = replica.replica_type
+    return out
+
+
+# -- training-side state changes --------------------------------------------------------------
+
+
+def callback_payload(replica: Replica) -> dict[str, Any]:
+    status = "ready" if replica.status == "completed" else "error"
+    payload: dict[str, Any] = {"replica_id": replica.id, "status": status}
+    if replica.api_name == "face":
+        payload["face_id"] = replica.id
+    if status == "error":
+        payload["error_message"] = replica.error_message
+    return payload
+
+
+def mark_completed(session: Session, replica: Replica, artifacts: dict[str, Any]) -> str | None:
+    replica.status = "completed"
+    replica.training_progress = 100
+    replica.stage = "package"
+    replica.lease_expires_at = None
+    replica.artifacts = artifacts
+    return _callback(session, replica)
+
+
+def mark_failed(session: Session, replica: Replica, failure_type: str, detail: str) -> str | None:
+    replica.status = "error"
+    replica.error_type = failures.public_type(failure_type)
+    replica.error_message = failures.message_for(failure_type)
+    replica.error_detail = detail
+    replica.lease_expires_at = None
+    return _callback(session, replica)
+
+
+def _callback(session: Session, replica: Replica) -> str | None:
+    if not replica.callback_url:
+        return None
+    return webhooks.record(session, replica.callback_url, callback_payload(replica), replica.id)

@@ -1,0 +1,190 @@
+"""The ``replica.train`` job: a thin shell over training/pipeline.run, plus the sweep that
+retries jobs whose worker died (from their last finished stage) or gives up on them."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from likeness.config import Settings
+from likeness.errors import TrainingFailure
+from likeness.jobs.queue import JobQueue
+from likeness.kit.clock import utcnow
+from likeness.kit.db import transaction
+from likeness.models import Replica
+from likeness.replica import repository, service
+from likeness.storage.local import LocalBlobStore
+from likeness.training import pipeline
+from likeness.upload import service as uploads
+from likeness.webhooks.service import JOB as WEBHOOK_JOB
+
+log = logging.getLogger(__name__)
+UNCLAIMED_AFTER = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Deps:
+    sessions: sessionmaker[Session]
+    storage: LocalBlobStore
+    settings: Settings
+    queue: JobQueue
+
+
+class Cancelled(Exception):
+    pass
+
+
+def limits_from(settings: Settings) -> pipeline.Limits:
+    return pipeline.Limits(
+        max_download_bytes=settings.max_download_bytes,
+        download_timeout_s=settings.download_timeout_s,
+        download_attempts=settings.download_attempts,
+        allow_private_urls=settings.allow_private_urls,
+        min_duration_s=settings.min_duration_s,
+        min_fps=settings.min_fps,
+        min_face_share=settings.min_face_share,
+    )
+
+
+def train(deps: Deps, replica_id: str) -> None:
+    settings = deps.settings
+    lease = timedelta(seconds=settings.job_lease_s)
+    with transaction(deps.sessions) as session:
+        if not repository.acquire_lease(session, replica_id, utcnow() + lease):
+            log.info("replica %s: not claimable (running elsewhere, finished or deleted)", replica_id)
+            return
+        replica = session.get(Replica, replica_id)
+        assert replica is not None
+        if replica.attempts > settings.job_max_attempts:
+            event = service.mark_failed(
+                session, replica, "quality_issue_detected",
+                f"gave up after {settings.job_max_attempts} attempts",
+            )
+            replica = None
+        else:
+            url, engine, finished = replica.train_video_url, replica.engine, replica.stage
+    if replica is None:
+        _send(deps, event)
+        return
+
+    heartbeat = _Heartbeat(deps.sessions, replica_id, lease)
+    job = pipeline.Job(
+        replica_id=replica_id,
+        train_video_url=url,
+        engine=engine,
+        work_dir=deps.storage.ensure_dir(service.work_key(replica_id)),
+        limits=limits_from(settings),
+        on_stage_done=lambda stage, pct: _save(deps, replica_id, pct, stage),
+        on_progress=lambda pct: _save(deps, replica_id, pct, None),
+        resolve_upload=lambda u: _resolve(deps, u),
+        check_cancelled=lambda: _check_live(deps, replica_id),
+    )
+    heartbeat.start()
+    event = None
+    try:
+        artifacts = pipeline.run(job, finished)
+    except TrainingFailure as failure:
+        log.info("replica %s failed: %s", replica_id, failure)
+        with transaction(deps.sessions) as session:
+            row = session.get(Replica, replica_id)
+            assert row is not None
+            event = service.mark_failed(session, row, failure.failure_type, failure.detail)
+    except Cancelled:
+        log.info("replica %s deleted during training; stopped", replica_id)
+        _release(deps, replica_id)
+        return
+    except Exception:
+        log.exception("replica %s: unexpected error; it will be retried", replica_id)
+        _release(deps, replica_id)
+        deps.queue.enqueue(service.TRAIN_JOB, replica_id, countdown=5)
+        return
+    else:
+        with transaction(deps.sessions) as session:
+            row = session.get(Replica, replica_id)
+            assert row is not None
+            event = service.mark_completed(session, row, artifacts)
+    finally:
+        heartbeat.stop()
+    _send(deps, event)
+
+
+def recover_stale(deps: Deps) -> list[str]:
+    """Re-enqueue training jobs whose worker died; ``train`` gives up after max attempts."""
+    now = utcnow()
+    with transaction(deps.sessions) as session:
+        rows = repository.stale(session, now, now - UNCLAIMED_AFTER)
+        for row in rows:
+            row.lease_expires_at = None
+            row.updated_at = now  # an unclaimed job is re-sent once per UNCLAIMED_AFTER
+        found = [row.id for row in rows]
+    for replica_id in found:
+        log.warning("replica %s: lease lapsed; retrying from its last stage", replica_id)
+        deps.queue.enqueue(service.TRAIN_JOB, replica_id)
+    return found
+
+
+def _send(deps: Deps, event_id: str | None) -> None:
+    if event_id:
+        deps.queue.enqueue(WEBHOOK_JOB, event_id)
+
+
+def _save(deps: Deps, replica_id: str, pct: int, stage: str | None) -> None:
+    with transaction(deps.sessions) as session:
+        row = session.get(Replica, replica_id)
+        if row is None or row.status != "started":
+            return
+        if pct > row.training_progress:
+            row.training_progress = min(pct, 99)
+        if stage:
+            row.stage = stage
+        row.lease_expires_at = utcnow() + timedelta(seconds=deps.settings.job_lease_s)
+
+
+def _resolve(deps: Deps, url: str) -> Path | None:
+    with deps.sessions() as session:
+        return uploads.local_path(session, deps.storage, deps.settings.public_url, url)
+
+
+def _check_live(deps: Deps, replica_id: str) -> None:
+    with deps.sessions() as session:
+        row = session.get(Replica, replica_id)
+        if row is None or row.deleted_at is not None:
+            raise Cancelled(replica_id)
+
+
+def _release(deps: Deps, replica_id: str) -> None:
+    with transaction(deps.sessions) as session:
+        row = session.get(Replica, replica_id)
+        if row is not None:
+            row.lease_expires_at = None
+
+
+class _Heartbeat:
+    """Renews the job's lease while it runs, so a live job is never taken for dead."""
+
+    def __init__(self, sessions: sessionmaker[Session], replica_id: str, lease: timedelta) -> None:
+        self._sessions, self._id, self._lease = sessions, replica_id, lease
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{replica_id}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._lease.total_seconds() / 4):
+            try:
+                with transaction(self._sessions) as session:
+                    row = session.get(Replica, self._id)
+                    if row is not None and row.status == "started":
+                        row.lease_expires_at = utcnow() + self._lease
+            except Exception:  # a missed beat is harmless; the next one retries
+                log.warning("lease renewal for %s failed", self._id, exc_info=True)

@@ -1,0 +1,43 @@
+"""The composition root: settings → database, storage and queue, built once per process and
+shared by the API (app.py), the worker (jobs/worker.py) and the CLI."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from likeness.config import Settings
+from likeness.jobs.queue import JobQueue, make_celery
+from likeness.kit.db import make_engine, make_sessionmaker
+from likeness.kit.migrate import upgrade
+from likeness.storage.local import LocalBlobStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Engine
+    sessions: sessionmaker[Session]
+    storage: LocalBlobStore
+    queue: JobQueue
+
+    def close(self) -> None:
+        self.db.dispose()
+
+
+def build_runtime(settings: Settings, migrate: bool = True) -> Runtime:
+    settings = settings.ensure_secrets()
+    data = settings.resolved_data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    if migrate:
+        upgrade(settings.resolved_database_url)
+    db = make_engine(settings.resolved_database_url)
+    return Runtime(
+        settings=settings,
+        db=db,
+        sessions=make_sessionmaker(db),
+        storage=LocalBlobStore(data / "files"),
+        queue=JobQueue(make_celery(settings.resolved_broker_url)),
+    )

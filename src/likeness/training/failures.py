@@ -1,0 +1,58 @@
+"""Tavus's training failure types and their exact public ``error_message`` strings.
+
+Copied to the letter from the spec (shared/spec/tavus-api.md §3.3); clients match on them.
+"""
+
+from __future__ import annotations
+
+MESSAGES: dict[str, str] = {
+    "download_link": (
+        "There was an issue downloading your video file. Please ensure that the link you "
+        "provided is correct and try again"
+    ),
+    "file_size": (
+        "The video file you provided exceeds the maximum file size allowed. Please ensure "
+        "that the video is less than 750MB and try again."
+    ),
+    "video_duration": (
+        "There was an issue processing your training video. The video provided does not meet "
+        "the minimum duration requirement for training"
+    ),
+    "video_fps": (
+        "There was an issue processing your training video. The video provided does not meet "
+        "the minimum frame rate requirement for a training video. Please ensure your training "
+        "video has a frame rate of at least 25fps"
+    ),
+    "face_not_detected": (
+        "There was an error processing your training video. Face not detected because it "
+        "appeared too small in the frame or it was occluded. Please edit or record a new video "
+        "and ensure your face is clearly visible and occupies a larger portion of the frame."
+    ),
+    "video_damaged": (
+        "There was an error processing your training video file. Please check your video "
+        "format and make sure it not damaged and could be played correctly."
+    ),
+    "audio_processing": (
+        "There was an error processing the audio in the provided training video file."
+    ),
+    "quality_issue_detected": (
+        "Quality issue detected. For details and assistance, please reach out to Tavus "
+        "support via developer-support@tavus.io"
+    ),
+}
+
+# Our internal names for Tavus's two `video_processing` messages.
+PUBLIC_TYPE: dict[str, str] = {
+    "face_not_detected": "video_processing",
+    "video_damaged": "video_processing",
+}
+
+INTERNAL_ERROR = MESSAGES["quality_issue_detected"]
+
+
+def message_for(failure_type: str) -> str:
+    return MESSAGES.get(failure_type, INTERNAL_ERROR)
+
+
+def public_type(failure_type: str) -> str:
+    return PUBLIC_TYPE.get(failure_type, failure_type)

@@ -1,0 +1,43 @@
+"""Stage 2: is this a playable video with sound, long enough and smooth enough?"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from likeness.errors import TrainingFailure
+from likeness.media.probe import MediaInfo, Undecodable, probe
+from likeness.training.stages.download import SOURCE
+
+if TYPE_CHECKING:
+    from likeness.training.pipeline import Limits
+
+PROBE = "probe.json"
+
+
+def run(work_dir: Path, limits: Limits) -> MediaInfo:
+    path = work_dir / SOURCE
+    if path.stat().st_size == 0:
+        raise TrainingFailure("video_damaged", "the file is empty")
+    try:
+        info = probe(path)
+    except Undecodable as exc:
+        raise TrainingFailure("video_damaged", str(exc)) from exc
+    if not info.has_video:
+        raise TrainingFailure("video_damaged", "no video stream (audio-only file?)")
+    if not info.has_audio:
+        raise TrainingFailure("audio_processing", "the file has no audio stream")
+    if info.duration_s < limits.min_duration_s:
+        raise TrainingFailure(
+            "video_duration", f"{info.duration_s:.1f} s < {limits.min_duration_s:.0f} s"
+        )
+    if info.fps < limits.min_fps:
+        raise TrainingFailure("video_fps", f"{info.fps:.2f} fps < {limits.min_fps:.0f} fps")
+    (work_dir / PROBE).write_text(json.dumps(asdict(info)))
+    return info
+
+
+def load(work_dir: Path) -> MediaInfo:
+    return MediaInfo(**json.loads((work_dir / PROBE).read_text()))

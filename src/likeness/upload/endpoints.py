@@ -1,0 +1,45 @@
+"""POST /v2/uploads (multipart ``file``) and GET /v2/uploads/{id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, UploadFile
+from fastapi.responses import FileResponse
+
+from likeness.kit.clock import iso_ms
+from likeness.kit.db import transaction
+from likeness.replica.schemas import Upload
+from likeness.runtime import Runtime
+from likeness.upload import service
+
+router = APIRouter(prefix="/v2/uploads", tags=["uploads"])
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+@router.post("", response_model=Upload, summary="Store a file; its url trains a replica")
+def create(file: UploadFile, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
+    with transaction(rt.sessions) as session:
+        upload = service.store(
+            session, rt.storage, file.file, file.filename, file.content_type,
+            rt.settings.max_download_bytes,
+        )
+        return {
+            "upload_id": upload.id,
+            "url": service.url_for(rt.settings.public_url, upload.id),
+            "filename": upload.filename,
+            "size_bytes": upload.size_bytes,
+            "created_at": iso_ms(upload.created_at),
+        }
+
+
+@router.get("/{upload_id}", response_class=FileResponse, summary="Download an upload")
+def download(upload_id: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
+    with rt.sessions() as session:
+        upload = service.get(session, upload_id)
+    return FileResponse(rt.storage.path(upload.storage_key), filename=upload.filename,
+                        media_type=upload.content_type or "application/octet-stream")

@@ -1,0 +1,88 @@
+"""Uploads: a file posted to /v2/uploads gets a URL that train_video_url accepts, so people
+without a bucket (and the CLI) can train from a local file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import BinaryIO
+from urllib.parse import urlsplit
+
+from sqlalchemy.orm import Session
+
+from likeness.errors import BadRequest, NotFound
+from likeness.kit import ids
+from likeness.models import Upload
+from likeness.storage.local import LocalBlobStore
+
+_UPLOAD_PATH = re.compile(r"^/v2/uploads/(u[0-9a-f]{12})/?$")
+CHUNK = 1 << 20
+
+
+def safe_filename(name: str | None) -> str:
+    base = Path(name or "upload").name
+    cleaned = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._") or "upload"
+    return cleaned[:120]
+
+
+def store(
+    session: Session,
+    storage: LocalBlobStore,
+    stream: BinaryIO,
+    filename: str | None,
+    content_type: str | None,
+    max_bytes: int,
+) -> Upload:
+    upload_id = ids.upload_id()
+    name = safe_filename(filename)
+    key = f"uploads/{upload_id}/{name}"
+    path = storage.path(key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    size = 0
+    with path.open("wb") as out:
+        while chunk := stream.read(CHUNK):
+            size += len(chunk)
+            if size > max_bytes:
+                out.close()
+                storage.delete_tree(f"uploads/{upload_id}")
+                raise BadRequest(
+                    f"The file exceeds the maximum upload size of {max_bytes // (1024 * 1024)}MB"
+                )
+            out.write(chunk)
+    if size == 0:
+        storage.delete_tree(f"uploads/{upload_id}")
+        raise BadRequest("The uploaded file is empty")
+    upload = Upload(
+        id=upload_id, filename=name, content_type=content_type, storage_key=key, size_bytes=size
+    )
+    session.add(upload)
+    session.flush()
+    return upload
+
+
+def url_for(public_url: str, upload_id: str) -> str:
+    return f"{public_url.rstrip('/')}/v2/uploads/{upload_id}"
+
+
+def get(session: Session, upload_id: str) -> Upload:
+    upload = session.get(Upload, upload_id)
+    if upload is None:
+        raise NotFound("Invalid upload_id")
+    return upload
+
+
+def local_path(
+    session: Session, storage: LocalBlobStore, public_url: str, url: str
+) -> Path | None:
+    """The stored file behind one of our own upload URLs; None for any other URL."""
+    ours, theirs = urlsplit(public_url), urlsplit(url)
+    if (ours.scheme, ours.netloc) != (theirs.scheme, theirs.netloc):
+        return None
+    prefix = ours.path.rstrip("/")
+    if not theirs.path.startswith(prefix):
+        return None
+    match = _UPLOAD_PATH.match(theirs.path[len(prefix) :])
+    if not match:
+        return None
+    upload = session.get(Upload, match.group(1))
+    return storage.path(upload.storage_key) if upload else None

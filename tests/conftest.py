@@ -1,0 +1,108 @@
+"""Shared fixtures: settings on a temp data dir, the app, and two real HTTP servers on
+loopback (one serving media files, one receiving callbacks)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from likeness.app import create_app
+from likeness.config import Settings
+from likeness.runtime import Runtime, build_runtime
+
+FIXTURES = Path(__file__).parent / "fixtures"
+API_KEY = "test-key-0123456789"
+
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        api_key=API_KEY,
+        allow_private_urls=True,
+        webhook_retry_delays_s=[0.1, 0.1],
+        download_attempts=1,
+        download_timeout_s=5,
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    rt = build_runtime(settings)
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=runtime), headers={"x-api-key": API_KEY}) as test_client:
+        yield test_client
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *_args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def media_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Serves a temp folder (pre-filled with the fixtures) over http://127.0.0.1."""
+    root = tmp_path_factory.mktemp("served")
+    for item in FIXTURES.iterdir():
+        (root / item.name).write_bytes(item.read_bytes())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietFiles, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", root
+    server.shutdown()
+
+
+@dataclass
+class Receiver:
+    url: str
+    fail_first: int = 0
+    calls: list[dict[str, Any]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def received(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.calls)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A callback endpoint on loopback that records every POST (and can fail the first N)."""
+    holder: dict[str, Receiver] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"] or 0)).decode()
+            rec = holder["r"]
+            with rec.lock:
+                rec.calls.append({"headers": {k.lower(): v for k, v in self.headers.items()},
+                                  "body": body, "json": json.loads(body)})
+                failing = len(rec.calls) <= rec.fail_first
+            self.send_response(500 if failing else 200)
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder["r"] = Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield holder["r"]
+    server.shutdown()
