@@ -1,4 +1,4 @@
-"""The wire contract of /v2/replicas, /v2/faces and /v2/uploads (spec §1–2)."""
+"""The wire contract of /v2/replicas, /v2/faces and /v2/uploads (spec sections 1 and 2)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ VIDEO = {"train_video_url": "https://example.com/video.mp4", "replica_name": "Ri
 
 
 def test_every_route_needs_the_api_key(client: TestClient) -> None:
-    for method, path in [("get", "/v2/replicas"), ("post", "/v2/replicas"),
-                         ("get", "/v2/faces/r123"), ("post", "/v2/uploads")]:
+    for method, path in [
+        ("get", "/v2/replicas"),
+        ("post", "/v2/replicas"),
+        ("get", "/v2/faces/r123"),
+        ("post", "/v2/uploads"),
+    ]:
         response = client.request(method, path, headers={"x-api-key": "wrong"})
         assert response.status_code == 401
         assert response.json() == {"message": "Invalid access token"}
@@ -48,8 +52,9 @@ def test_get_one_has_tavus_fields(client: TestClient) -> None:
 
 
 def test_faces_alias_answers_under_face_names(client: TestClient) -> None:
-    created = client.post("/v2/faces", json={"train_video_url": VIDEO["train_video_url"],
-                                             "face_name": "Lucy"}).json()
+    created = client.post(
+        "/v2/faces", json={"train_video_url": VIDEO["train_video_url"], "face_name": "Lucy"}
+    ).json()
     assert set(created) == {"face_id", "status"}
     face = client.get(f"/v2/faces/{created['face_id']}").json()
     assert face["face_id"] == created["face_id"] and face["face_name"] == "Lucy"
@@ -71,21 +76,31 @@ def test_model_names(client: TestClient) -> None:
 
 
 def test_bad_requests_are_400_with_error_and_message(client: TestClient) -> None:
-    for payload in ({}, {"train_video_url": "not a url"}, {"train_video_url": "ftp://x/y.mp4"},
-                    VIDEO | {"callback_url": "nope"}, {"train_image_url": "https://x/y.png"}):
+    for payload in (
+        {},
+        {"train_video_url": "not a url"},
+        {"train_video_url": "ftp://x/y.mp4"},
+        VIDEO | {"callback_url": "nope"},
+        {"train_image_url": "https://x/y.png"},
+    ):
         response = client.post("/v2/replicas", json=payload)
         assert response.status_code == 400, payload
         body = response.json()
         assert body["error"] and body["error"] == body["message"]
-    response = client.post("/v2/replicas", content=b"{not json",
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/v2/replicas", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert client.post("/v2/replicas", json={}).json()["error"] == "Invalid train_video_url"
 
 
 def test_unknown_ids_are_404(client: TestClient) -> None:
-    for method, path in [("get", "/v2/replicas/r0000000000"), ("delete", "/v2/replicas/rnope"),
-                         ("get", "/v2/faces/rnope"), ("get", "/v2/uploads/u000000000000")]:
+    for method, path in [
+        ("get", "/v2/replicas/r0000000000"),
+        ("delete", "/v2/replicas/rnope"),
+        ("get", "/v2/faces/rnope"),
+        ("get", "/v2/uploads/u000000000000"),
+    ]:
         response = client.request(method, path)
         assert response.status_code == 404
         assert response.json()["error"] == response.json()["message"]
@@ -99,14 +114,18 @@ def test_list_pages_filters_and_counts(client: TestClient) -> None:
     assert body["total_count"] == 5 and len(body["data"]) == 2
     page3 = client.get("/v2/replicas", params={"limit": 2, "page": 3}).json()
     assert len(page3["data"]) == 1
-    seen = {r["replica_id"] for p in (1, 2, 3)
-            for r in client.get("/v2/replicas", params={"limit": 2, "page": p}).json()["data"]}
+    seen = {
+        r["replica_id"]
+        for p in (1, 2, 3)
+        for r in client.get("/v2/replicas", params={"limit": 2, "page": p}).json()["data"]
+    }
     assert seen == set(ids)
     chosen = client.get("/v2/replicas", params={"replica_ids": f"{ids[0]},{ids[3]}"}).json()
     assert {r["replica_id"] for r in chosen["data"]} == {ids[0], ids[3]}
     assert chosen["total_count"] == 2
     assert client.get("/v2/replicas", params={"replica_type": "system"}).json() == {
-        "data": [], "total_count": 0
+        "data": [],
+        "total_count": 0,
     }
     assert "replica_type" in client.get("/v2/replicas", params={"verbose": True}).json()["data"][0]
     faces = client.get("/v2/faces").json()
@@ -124,8 +143,12 @@ def test_trailing_slashes_work_without_redirects(client: TestClient) -> None:
 
 def test_rename_and_soft_delete(client: TestClient) -> None:
     replica_id = client.post("/v2/replicas", json=VIDEO).json()["replica_id"]
-    assert client.patch(f"/v2/replicas/{replica_id}/name",
-                        json={"replica_name": "Renamed"}).status_code == 200
+    assert (
+        client.patch(
+            f"/v2/replicas/{replica_id}/name", json={"replica_name": "Renamed"}
+        ).status_code
+        == 200
+    )
     assert client.get(f"/v2/replicas/{replica_id}").json()["replica_name"] == "Renamed"
     assert client.patch(f"/v2/replicas/{replica_id}/name", json={}).status_code == 400
     assert client.delete(f"/v2/replicas/{replica_id}").status_code == 200
@@ -156,6 +179,12 @@ def test_upload_round_trip(client: TestClient) -> None:
 
 def test_openapi_lists_the_routes(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/v2/replicas", "/v2/replicas/{replica_id}", "/v2/replicas/{replica_id}/name",
-                 "/v2/faces", "/v2/faces/{replica_id}", "/v2/uploads"):
+    for path in (
+        "/v2/replicas",
+        "/v2/replicas/{replica_id}",
+        "/v2/replicas/{replica_id}/name",
+        "/v2/faces",
+        "/v2/faces/{replica_id}",
+        "/v2/uploads",
+    ):
         assert path in paths

@@ -1,13 +1,13 @@
 """The error tree. Every error says its HTTP status and whether retrying can help.
 
-    LikenessError
-    ├── ApiError (status, message) ........ rendered by app.py as Tavus bodies
-    │   ├── BadRequest (400)
-    │   ├── Unauthorized (401) ........... {"message": "Invalid access token"}
-    │   └── NotFound (404)
-    ├── TrainingFailure (failure_type) .... permanent: a bad training video; maps to one
-    │                                        Tavus error_message (training/failures.py)
-    └── RetryableError .................... network/provider trouble; retry with backoff
+LikenessError
+├── ApiError (status, message) ........ rendered by app.py as Tavus bodies
+│   ├── BadRequest (400)
+│   ├── Unauthorized (401) ........... {"message": "Invalid access token"}
+│   └── NotFound (404)
+├── TrainingFailure (failure_type) .... permanent: a bad training video; maps to one
+│                                        Tavus error_message (training/failures.py)
+└── RetryableError .................... network/provider trouble; retry with backoff
 """
 
 from __future__ import annotations

@@ -64,8 +64,9 @@ def _spawn_worker() -> subprocess.Popen[bytes]:
         with contextlib.suppress(Exception):
             ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
 
-    return subprocess.Popen([sys.executable, "-m", "likeness", "worker"],
-                            preexec_fn=die_with_parent)
+    return subprocess.Popen(
+        [sys.executable, "-m", "likeness", "worker"], preexec_fn=die_with_parent
+    )
 
 
 @app.command()
@@ -125,8 +126,10 @@ def render(
     frames = render_to_mp4(model, samples, rate, output)
     seconds = len(samples) / rate
     took = time.perf_counter() - started
-    typer.echo(f"wrote {output}: {frames} frames, {seconds:.2f} s of audio, "
-               f"{model.width}x{model.height} @ {model.fps:g} fps in {took:.1f} s")
+    typer.echo(
+        f"wrote {output}: {frames} frames, {seconds:.2f} s of audio, "
+        f"{model.width}x{model.height} @ {model.fps:g} fps in {took:.1f} s"
+    )
 
 
 def _fail(message: str) -> None:
@@ -136,8 +139,9 @@ def _fail(message: str) -> None:
 
 def _client() -> httpx.Client:
     settings = _settings().ensure_secrets()
-    return httpx.Client(base_url=settings.public_url, headers={"x-api-key": settings.api_key or ""},
-                        timeout=600)
+    return httpx.Client(
+        base_url=settings.public_url, headers={"x-api-key": settings.api_key or ""}, timeout=600
+    )
 
 
 @replica_app.command("create")
@@ -159,8 +163,12 @@ def replica_create(
                 response = client.post("/v2/uploads", files={"file": (path.name, handle)})
             _check(response)
             url = response.json()["url"]
-        body = {"train_video_url": url, "replica_name": name, "callback_url": callback_url,
-                "model_name": model_name}
+        body = {
+            "train_video_url": url,
+            "replica_name": name,
+            "callback_url": callback_url,
+            "model_name": model_name,
+        }
         response = client.post("/v2/replicas", json={k: v for k, v in body.items() if v})
         _check(response)
         replica_id = response.json()["replica_id"]

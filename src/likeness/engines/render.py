@@ -15,7 +15,9 @@ from likeness.media.video import AAC_RATES, write_mp4
 CHUNK_S = 1.0
 
 
-def frames_for(model: ReplicaModel, samples: np.ndarray, sample_rate_hz: int) -> Iterator[np.ndarray]:
+def frames_for(
+    model: ReplicaModel, samples: np.ndarray, sample_rate_hz: int
+) -> Iterator[np.ndarray]:
     """Feed the audio a second at a time and yield (H, W, 3) uint8 frames as they come, so
     memory stays flat however long the audio is."""
     session = model.session()
@@ -36,5 +38,6 @@ def render_to_mp4(
     if sample_rate_hz not in AAC_RATES:
         samples = resample(samples, sample_rate_hz, 48000)
         sample_rate_hz = 48000
-    return write_mp4(output, frames_for(model, samples, sample_rate_hz), model.fps, samples,
-                     sample_rate_hz)
+    return write_mp4(
+        output, frames_for(model, samples, sample_rate_hz), model.fps, samples, sample_rate_hz
+    )

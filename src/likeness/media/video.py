@@ -35,7 +35,7 @@ def iter_frames(path: Path, max_side: int | None = None) -> Iterator[np.ndarray]
 
 
 def _even(value: float) -> int:
-    return max(2, int(round(value / 2)) * 2)
+    return max(2, round(value / 2) * 2)
 
 
 def write_mp4(

@@ -16,6 +16,7 @@ from likeness.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
+
 def _runtime(request: Request) -> Runtime:
     runtime: Runtime = request.app.state.runtime
     return runtime
@@ -26,8 +27,12 @@ def build_router(api_name: ApiName) -> APIRouter:
     router = APIRouter(prefix=f"/v2/{plural}", tags=[plural])
     id_key = f"{api_name}_id"
 
-    @router.post("", response_model=CreatedReplica, response_model_exclude_none=True,
-                 summary=f"Create a {api_name}: start training from a video")
+    @router.post(
+        "",
+        response_model=CreatedReplica,
+        response_model_exclude_none=True,
+        summary=f"Create a {api_name}: start training from a video",
+    )
     def create(body: CreateReplica, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
         with transaction(rt.sessions) as session:
             replica = service.create(session, rt.settings, body, api_name)
@@ -77,8 +82,11 @@ def build_router(api_name: ApiName) -> APIRouter:
             service.rename(session, replica_id, body.face_name or body.replica_name)
         return Response(status_code=200)
 
-    @router.get("/{replica_id}/thumbnail.mp4", summary="The replica's thumbnail video",
-                response_class=FileResponse)
+    @router.get(
+        "/{replica_id}/thumbnail.mp4",
+        summary="The replica's thumbnail video",
+        response_class=FileResponse,
+    )
     def thumbnail(replica_id: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
         with rt.sessions() as session:
             replica = service.get(session, replica_id)

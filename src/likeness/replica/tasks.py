@@ -56,13 +56,17 @@ def train(deps: Deps, replica_id: str) -> None:
     lease = timedelta(seconds=settings.job_lease_s)
     with transaction(deps.sessions) as session:
         if not repository.acquire_lease(session, replica_id, utcnow() + lease):
-            log.info("replica %s: not claimable (running elsewhere, finished or deleted)", replica_id)
+            log.info(
+                "replica %s: not claimable (running elsewhere, finished or deleted)", replica_id
+            )
             return
         replica = session.get(Replica, replica_id)
         assert replica is not None
         if replica.attempts > settings.job_max_attempts:
             event = service.mark_failed(
-                session, replica, "quality_issue_detected",
+                session,
+                replica,
+                "quality_issue_detected",
                 f"gave up after {settings.job_max_attempts} attempts",
             )
             replica = None

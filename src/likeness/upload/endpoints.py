@@ -25,7 +25,11 @@ def _runtime(request: Request) -> Runtime:
 def create(file: UploadFile, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
     with transaction(rt.sessions) as session:
         upload = service.store(
-            session, rt.storage, file.file, file.filename, file.content_type,
+            session,
+            rt.storage,
+            file.file,
+            file.filename,
+            file.content_type,
             rt.settings.max_download_bytes,
         )
         return {
@@ -41,5 +45,8 @@ def create(file: UploadFile, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
 def download(upload_id: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
     with rt.sessions() as session:
         upload = service.get(session, upload_id)
-    return FileResponse(rt.storage.path(upload.storage_key), filename=upload.filename,
-                        media_type=upload.content_type or "application/octet-stream")
+    return FileResponse(
+        rt.storage.path(upload.storage_key),
+        filename=upload.filename,
+        media_type=upload.content_type or "application/octet-stream",
+    )

@@ -71,9 +71,7 @@ def get(session: Session, upload_id: str) -> Upload:
     return upload
 
 
-def local_path(
-    session: Session, storage: LocalBlobStore, public_url: str, url: str
-) -> Path | None:
+def local_path(session: Session, storage: LocalBlobStore, public_url: str, url: str) -> Path | None:
     """The stored file behind one of our own upload URLs; None for any other URL."""
     ours, theirs = urlsplit(public_url), urlsplit(url)
     if (ours.scheme, ours.netloc) != (theirs.scheme, theirs.netloc):

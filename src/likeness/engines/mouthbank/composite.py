@@ -25,8 +25,9 @@ def composite(
     shifted = to_frame.copy()
     shifted[:, 2] -= (x0, y0)
     size = (int(x1 - x0), int(y1 - y0))
-    warped = cv2.warpAffine(crop, shifted, size, flags=cv2.INTER_LINEAR,
-                            borderMode=cv2.BORDER_REPLICATE).astype(np.float32)
+    warped = cv2.warpAffine(
+        crop, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    ).astype(np.float32)
     alpha = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
     roi = base[y0:y1, x0:x1].astype(np.float32)
     ring = (alpha > 0.02) & (alpha < 0.5)

@@ -84,8 +84,9 @@ def fit(
     pca_mean, pca_basis = _pca(lips, PCA_DIMS)
     shape = (lips - pca_mean) @ pca_basis.T
 
-    blobs, base_images = _extract(data, bank_frames, frame_to_canon[bank_rows], size,
-                                  set(base_frames.tolist()), progress)
+    blobs, base_images = _extract(
+        data, bank_frames, frame_to_canon[bank_rows], size, set(base_frames.tolist()), progress
+    )
     offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     (out_dir / "bank.bin").write_bytes(b"".join(blobs))
     write_mp4(out_dir / "base.mp4", (base_images[i] for i in base_frames), data.fps, crf=16)
@@ -160,7 +161,9 @@ def _crop_box(unit_points: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def _mask(
-    unit_points: np.ndarray, box: tuple[float, float, float, float], scale: float,
+    unit_points: np.ndarray,
+    box: tuple[float, float, float, float],
+    scale: float,
     size: tuple[int, int],
 ) -> np.ndarray:
     """(Hc, Wc) float32 alpha: 1 over mouth, lips and chin, feathered to 0 on the cheeks."""
@@ -179,7 +182,7 @@ def _mask(
     hull = cv2.convexHull(px.astype(np.float32)).astype(np.int32)
     mask = np.zeros((size[1], size[0]), np.uint8)
     cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA)
-    feather = max(3, int(round(scale * 0.12)))
+    feather = max(3, round(scale * 0.12))
     mask = cv2.erode(mask, np.ones((feather, feather), np.uint8))
     soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), feather / 2.0)
     return soft.astype(np.float32)
@@ -187,7 +190,7 @@ def _mask(
 
 def _talking(opening: np.ndarray, fps: float) -> np.ndarray:
     """Frames inside stretches where the mouth keeps moving (a second-long rolling std)."""
-    window = max(3, int(round(fps)))
+    window = max(3, round(fps))
     mean = uniform_filter1d(opening, window, mode="nearest")
     std = np.sqrt(np.maximum(uniform_filter1d(opening**2, window, mode="nearest") - mean**2, 0))
     noise = float(np.quantile(std, 0.1))
@@ -195,9 +198,7 @@ def _talking(opening: np.ndarray, fps: float) -> np.ndarray:
     return talking if talking.mean() > 0.05 else np.ones_like(talking)
 
 
-def _calmest_window(
-    index: np.ndarray, opening: np.ndarray, points: np.ndarray, length: int
-) -> int:
+def _calmest_window(index: np.ndarray, opening: np.ndarray, points: np.ndarray, length: int) -> int:
     """Start (into ``index``) of the window with the least mouth opening and head motion
     and no tracking gap."""
     if length >= len(index):
@@ -239,9 +240,16 @@ def _extract(
             full[number] = rgb
         row = wanted.get(number)
         if row is not None:
-            crop = cv2.warpAffine(rgb, bank_transforms[row], size, flags=cv2.INTER_AREA,
-                                  borderMode=cv2.BORDER_REPLICATE)
-            ok, jpeg = cv2.imencode(".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+            crop = cv2.warpAffine(
+                rgb,
+                bank_transforms[row],
+                size,
+                flags=cv2.INTER_AREA,
+                borderMode=cv2.BORDER_REPLICATE,
+            )
+            ok, jpeg = cv2.imencode(
+                ".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
+            )
             assert ok
             blobs[row] = jpeg.tobytes()
         if number % 100 == 0:

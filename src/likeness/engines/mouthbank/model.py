@@ -53,12 +53,14 @@ def load(bundle_dir: Path) -> MouthbankModel:
     arrays = np.load(bundle_dir / "arrays.npz")
     blob = (bundle_dir / "bank.bin").read_bytes()
     offsets = arrays["bank_offsets"]
-    bank = np.stack([
-        cv2.imdecode(np.frombuffer(blob[offsets[i] : offsets[i + 1]], np.uint8), cv2.IMREAD_COLOR)[
-            :, :, ::-1
+    bank = np.stack(
+        [
+            cv2.imdecode(
+                np.frombuffer(blob[offsets[i] : offsets[i + 1]], np.uint8), cv2.IMREAD_COLOR
+            )[:, :, ::-1]
+            for i in range(len(offsets) - 1)
         ]
-        for i in range(len(offsets) - 1)
-    ])
+    )
     base = np.stack(list(iter_frames(bundle_dir / "base.mp4")))
     base_to_frame = arrays["base_to_frame"][: len(base)]
     return MouthbankModel(

@@ -35,8 +35,9 @@ class MouthbankSession:
 
     # -- the interface -------------------------------------------------------------------
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
-        chunk = resample(np.asarray(samples, np.float32).reshape(-1), sample_rate_hz,
-                         F.SAMPLE_RATE_HZ)
+        chunk = resample(
+            np.asarray(samples, np.float32).reshape(-1), sample_rate_hz, F.SAMPLE_RATE_HZ
+        )
         self._audio = np.concatenate([self._audio, chunk])
         self._pushed += len(chunk)
         self._ended = False
@@ -133,8 +134,9 @@ class MouthbankSession:
         phase = self._frame % period
         b = phase if phase < n_base else period - phase
         j = self._select(opening, width)
-        image = composite(model.base_images[b], model.base_to_frame[b], model.bank_images[j],
-                          model.mask)
+        image = composite(
+            model.base_images[b], model.base_to_frame[b], model.bank_images[j], model.mask
+        )
         frame = RenderedFrame(index=self._frame, image=image, speaking=speaking)
         self._frame += 1
         return frame

@@ -1,0 +1,200 @@
+"""The whole product from outside: `likeness serve` (API + embedded Celery worker on SQLite),
+real HTTP downloads and callbacks, then `likeness render` on the trained replica."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+
+import av
+import httpx
+import numpy as np
+import pytest
+
+from likeness.media.audio import read_audio, to_int16
+from likeness.webhooks.signing import verify
+
+from ..conftest import API_KEY, FIXTURES, Receiver
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    data = tmp_path_factory.mktemp("serve")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = dict(
+        os.environ,
+        LIKENESS_DATA_DIR=str(data / "data"),
+        LIKENESS_API_KEY=API_KEY,
+        LIKENESS_ALLOW_PRIVATE_URLS="true",
+        LIKENESS_PUBLIC_URL=base,
+        LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
+        GLOG_minloglevel="2",
+    )
+    log = (data / "serve.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "likeness", "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/v2/replicas", headers={"x-api-key": API_KEY}).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert process.poll() is None, (data / "serve.log").read_text()
+            assert time.monotonic() < deadline, "likeness serve did not come up"
+            time.sleep(0.3)
+        yield base, env
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def _wait_done(client: httpx.Client, replica_id: str, timeout_s: float = 300) -> list[dict]:
+    seen = []
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        body = client.get(f"/v2/replicas/{replica_id}").json()
+        seen.append(body)
+        if body["status"] != "started":
+            return seen
+        time.sleep(0.3)
+    raise AssertionError(f"still training after {timeout_s} s: {seen[-1]}")
+
+
+def _wait_calls(receiver: Receiver, count: int, timeout_s: float = 30) -> list[dict]:
+    deadline = time.monotonic() + timeout_s
+    while len(receiver.received()) < count:
+        assert time.monotonic() < deadline, "no callback arrived"
+        time.sleep(0.2)
+    return receiver.received()
+
+
+def test_train_then_render(
+    server: tuple[str, dict[str, str]],
+    media_server: tuple[str, Path],
+    receiver: Receiver,
+    tmp_path: Path,
+) -> None:
+    base, env = server
+    files, _ = media_server
+    with httpx.Client(base_url=base, headers={"x-api-key": API_KEY}, timeout=30) as client:
+        created = client.post(
+            "/v2/replicas",
+            json={
+                "train_video_url": f"{files}/talking_unsynced.mp4",
+                "replica_name": "e2e",
+                "callback_url": receiver.url,
+            },
+        )
+        assert created.status_code == 200, created.text
+        replica_id = created.json()["replica_id"]
+        states = _wait_done(client, replica_id)
+        final = states[-1]
+        assert final["status"] == "completed", final
+        assert final["training_progress"] == "100/100"
+        progress = [int(s["training_progress"].split("/")[0]) for s in states]
+        assert progress == sorted(progress) and len(set(progress)) > 2
+        thumbnail = client.get(final["thumbnail_video_url"])
+        assert thumbnail.status_code == 200 and thumbnail.content[4:8] == b"ftyp"
+
+    (call,) = _wait_calls(receiver, 1)
+    assert call["json"] == {"replica_id": replica_id, "status": "ready"}
+    secret = (Path(env["LIKENESS_DATA_DIR"]) / "webhook_secret").read_text().strip()
+    verify(secret, call["body"], call["headers"])
+
+    # Say one second of silence, a real LibriVox sentence, one second of silence.
+    speech, rate = read_audio(FIXTURES / "librivox_0880.wav")
+    silence = np.zeros(rate, np.float32)
+    audio_path = tmp_path / "say.wav"
+    with wave.open(str(audio_path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(to_int16(np.concatenate([silence, speech, silence])).tobytes())
+    output = tmp_path / "out.mp4"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "likeness",
+            "render",
+            "--replica",
+            replica_id,
+            "--audio",
+            str(audio_path),
+            "--output",
+            str(output),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    with av.open(str(output)) as container:
+        video = container.streams.video[0]
+        assert (video.codec_context.width, video.codec_context.height) == (400, 300)
+        assert video.codec_context.name == "h264"
+        assert container.streams.audio[0].codec_context.name == "aac"
+        frames = sum(1 for _ in container.decode(video))
+    duration_s = (len(speech) + 2 * rate) / rate
+    assert frames == int(np.ceil(duration_s * 25))
+
+
+def test_bad_inputs_fail_with_tavus_messages_and_the_service_keeps_serving(
+    server: tuple[str, dict[str, str]], media_server: tuple[str, Path], receiver: Receiver
+) -> None:
+    base, _ = server
+    files, _ = media_server
+    cases = {
+        f"{files}/muted_b.mp4": "There was an error processing the audio in the provided "
+        "training video file.",
+        f"{files}/single_face.mp4": "There was an issue processing your training video. The "
+        "video provided does not meet the minimum duration requirement for training",
+        "http://127.0.0.1:9/unreachable.mp4": "There was an issue downloading your video "
+        "file. Please ensure that the link you provided is correct and try again",
+    }
+    with httpx.Client(base_url=base, headers={"x-api-key": API_KEY}, timeout=30) as client:
+        ids = {}
+        for url in cases:
+            response = client.post(
+                "/v2/replicas", json={"train_video_url": url, "callback_url": receiver.url}
+            )
+            ids[response.json()["replica_id"]] = cases[url]
+        for replica_id, message in ids.items():
+            final = _wait_done(client, replica_id, timeout_s=120)[-1]
+            assert final["status"] == "error"
+            assert final["error_message"] == message
+        assert client.get("/v2/replicas").status_code == 200
+    calls = _wait_calls(receiver, len(cases))
+    by_id = {c["json"]["replica_id"]: c["json"] for c in calls}
+    for replica_id, message in ids.items():
+        assert by_id[replica_id] == {
+            "replica_id": replica_id,
+            "status": "error",
+            "error_message": message,
+        }

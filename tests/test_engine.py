@@ -1,0 +1,134 @@
+"""The mouthbank engine on a real clip: fitted by the real pipeline, judged by FaceMesh on
+the frames it renders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
+from likeness.engines.render import render_to_mp4
+from likeness.face import landmarks as lm
+from likeness.face.tracker import FaceMeshTracker
+from likeness.media.audio import read_audio
+from likeness.training import pipeline
+
+from .conftest import FIXTURES
+
+SR = 16000
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> MouthbankModel:
+    work = tmp_path_factory.mktemp("short_talk")
+    job = pipeline.Job(
+        replica_id="rshort",
+        train_video_url="http://unused.invalid/short_talk.mp4",
+        engine="mouthbank",
+        work_dir=work,
+        limits=pipeline.Limits(min_duration_s=5.0),
+        resolve_upload=lambda _url: FIXTURES / "short_talk.mp4",
+    )
+    artifacts = pipeline.run(job)
+    assert artifacts["manifest"]["engine"] == "mouthbank"  # type: ignore[index]
+    return MouthbankEngine().load(work / "bundle")
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    samples, rate = read_audio(FIXTURES / "librivox_0880.wav", SR)
+    assert rate == SR
+    return samples
+
+
+def _openings(images: list[np.ndarray]) -> np.ndarray:
+    out = []
+    with FaceMeshTracker() as tracker:
+        for image in images:
+            points = tracker.landmarks(image)
+            assert points is not None, "the rendered frame must still show a face"
+            out.append(float(lm.mouth_opening(points)))
+    return np.array(out)
+
+
+def test_bundle_is_fitted_to_the_video(model: MouthbankModel) -> None:
+    assert model.fps == 25.0 and (model.width, model.height) == (400, 300)
+    assert len(model.bank_images) > 200
+    assert model.base_images.shape[1:] == (300, 400, 3)
+    assert model.open_q[-1] > model.open_q[0] + 0.05  # the person's own opening range
+    assert model.manifest["audio_map"] == "fitted"
+
+
+def test_frame_count_matches_audio_length(model: MouthbankModel, speech: np.ndarray) -> None:
+    session = model.session()
+    session.push_audio(speech, SR)
+    session.end_audio()
+    frames = session.pull()
+    assert len(frames) == int(np.ceil(len(speech) / SR * model.fps))
+    assert [f.index for f in frames] == list(range(len(frames)))
+
+
+def test_streaming_equals_one_shot(model: MouthbankModel, speech: np.ndarray) -> None:
+    whole = model.session()
+    whole.push_audio(speech, SR)
+    whole.end_audio()
+    expected = whole.pull()
+    chunked = model.session()
+    got = []
+    for start in range(0, len(speech), 1600):  # 100 ms chunks, as a real-time client sends
+        chunked.push_audio(speech[start : start + 1600], SR)
+        got.extend(chunked.pull())
+    chunked.end_audio()
+    got.extend(chunked.pull())
+    assert len(got) == len(expected)
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(got, expected, strict=True))
+
+
+def test_mouth_opens_with_speech_and_rests_in_silence(
+    model: MouthbankModel, speech: np.ndarray
+) -> None:
+    silence = np.zeros(SR, np.float32)
+    session = model.session()
+    session.push_audio(np.concatenate([silence, speech, silence]), SR)
+    session.end_audio()
+    frames = session.pull()
+    opening = _openings([f.image for f in frames])
+    speaking = np.array([f.speaking for f in frames])
+    n_silent = int(model.fps)
+    assert not speaking[: n_silent - 2].any() and not speaking[-n_silent + 2 :].any()
+    assert speaking.mean() > 0.4
+    resting = np.concatenate([opening[: n_silent - 2], opening[-n_silent + 2 :]])
+    assert np.median(resting) < 0.03, "lips closed in the pauses"
+    assert opening[speaking].mean() > 2 * resting.mean() + 0.02, "mouth moves with speech"
+    assert opening[speaking].std() > 0.01, "and not as one frozen shape"
+
+
+def test_clear_stops_speech_within_one_frame(model: MouthbankModel, speech: np.ndarray) -> None:
+    session = model.session()
+    session.push_audio(speech, SR)
+    spoken = session.pull()
+    assert spoken and any(f.speaking for f in spoken)
+    session.clear()
+    assert session.pull() == []
+    idle = session.idle_frame()
+    assert not idle.speaking and idle.index == spoken[-1].index + 1
+    assert _openings([idle.image])[0] < 0.03
+
+
+def test_render_writes_h264_aac_of_the_audio_length(
+    model: MouthbankModel, speech: np.ndarray, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.mp4"
+    frames = render_to_mp4(model, speech, SR, out)
+    with av.open(str(out)) as container:
+        video, audio = container.streams.video[0], container.streams.audio[0]
+        assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
+        assert (video.codec_context.width, video.codec_context.height) == (400, 300)
+        assert float(video.average_rate) == pytest.approx(25.0)
+        decoded = sum(f.samples for f in container.decode(audio))
+    assert frames == int(np.ceil(len(speech) / SR * 25))
+    # AAC pads to whole 1024-sample frames; the stream keeps exactly our samples + padding.
+    assert len(speech) <= decoded <= len(speech) + 2048

@@ -1,0 +1,127 @@
+"""Every bad input ends in a permanent TrainingFailure whose public message is Tavus's exact
+string. The pipeline runs for real (download over HTTP, PyAV, FaceMesh)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from likeness.errors import TrainingFailure
+from likeness.training import failures, pipeline
+
+DAMAGED = (
+    "There was an error processing your training video file. Please check your video format "
+    "and make sure it not damaged and could be played correctly."
+)
+
+
+def _run(url: str, tmp_path: Path, **limits: object) -> TrainingFailure:
+    job = pipeline.Job(
+        replica_id="rtest",
+        train_video_url=url,
+        engine="mouthbank",
+        work_dir=tmp_path / "work",
+        limits=pipeline.Limits(
+            allow_private_urls=True, download_attempts=1, download_timeout_s=5, **limits
+        ),  # type: ignore[arg-type]
+    )
+    with pytest.raises(TrainingFailure) as caught:
+        pipeline.run(job)
+    return caught.value
+
+
+@pytest.fixture
+def served(media_server: tuple[str, Path]) -> tuple[str, Path]:
+    return media_server
+
+
+def test_no_audio_stream(served: tuple[str, Path], tmp_path: Path) -> None:
+    failure = _run(f"{served[0]}/muted_b.mp4", tmp_path)
+    assert failure.failure_type == "audio_processing"
+    assert failures.message_for(failure.failure_type) == (
+        "There was an error processing the audio in the provided training video file."
+    )
+
+
+def test_audio_only_file_with_cover_art(served: tuple[str, Path], tmp_path: Path) -> None:
+    failure = _run(f"{served[0]}/withcover.mp3", tmp_path)
+    assert failure.failure_type == "video_damaged"
+    assert failures.message_for(failure.failure_type) == DAMAGED
+    assert failures.public_type(failure.failure_type) == "video_processing"
+
+
+def test_too_short(served: tuple[str, Path], tmp_path: Path) -> None:
+    failure = _run(f"{served[0]}/single_face.mp4", tmp_path)
+    assert failure.failure_type == "video_duration"
+    assert failures.message_for("video_duration").endswith(
+        "does not meet the minimum duration requirement for training"
+    )
+
+
+def test_low_frame_rate(served: tuple[str, Path], tmp_path: Path) -> None:
+    failure = _run(f"{served[0]}/single_face.mp4", tmp_path, min_duration_s=1.0, min_fps=31.0)
+    assert failure.failure_type == "video_fps"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("zero.mp4", b""),
+        ("text.mp4", b"this is a text file, not a video\n" * 100),
+        ("truncated.mp4", None),
+    ],
+)
+def test_damaged_files(
+    served: tuple[str, Path], tmp_path: Path, name: str, content: bytes | None
+) -> None:
+    base, root = served
+    if content is None:
+        content = (root / "talking_unsynced.mp4").read_bytes()[:100_000]
+    (root / name).write_bytes(content)
+    failure = _run(f"{base}/{name}", tmp_path)
+    assert failure.failure_type == "video_damaged"
+
+
+def test_no_face(served: tuple[str, Path], tmp_path: Path) -> None:
+    failure = _run(f"{served[0]}/world.mp4", tmp_path)
+    assert failure.failure_type == "face_not_detected"
+    assert "Face not detected because it appeared too small" in failures.message_for(
+        failure.failure_type
+    )
+    assert failures.public_type(failure.failure_type) == "video_processing"
+
+
+def test_unreachable_url(tmp_path: Path) -> None:
+    failure = _run("http://127.0.0.1:9/nothing.mp4", tmp_path)
+    assert failure.failure_type == "download_link"
+    assert failures.message_for("download_link").startswith(
+        "There was an issue downloading your video file."
+    )
+
+
+def test_missing_file_is_a_download_failure(served: tuple[str, Path], tmp_path: Path) -> None:
+    assert _run(f"{served[0]}/absent.mp4", tmp_path).failure_type == "download_link"
+
+
+def test_private_addresses_are_refused_by_default(served: tuple[str, Path], tmp_path: Path) -> None:
+    job = pipeline.Job(
+        replica_id="rtest",
+        train_video_url=f"{served[0]}/talking_unsynced.mp4",
+        engine="mouthbank",
+        work_dir=tmp_path / "work",
+        limits=pipeline.Limits(allow_private_urls=False, download_attempts=1),
+    )
+    with pytest.raises(TrainingFailure) as caught:
+        pipeline.run(job)
+    assert caught.value.failure_type == "download_link"
+    assert "non-public" in caught.value.detail
+
+
+def test_size_cap(served: tuple[str, Path], tmp_path: Path) -> None:
+    failure = _run(f"{served[0]}/talking_unsynced.mp4", tmp_path, max_download_bytes=100_000)
+    assert failure.failure_type == "file_size"
+    assert failures.message_for("file_size").startswith(
+        "The video file you provided exceeds the maximum file size allowed."
+    )
+    assert not list((tmp_path / "work").glob("*.part"))

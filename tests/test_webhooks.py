@@ -1,0 +1,113 @@
+"""Callbacks: Standard Webhooks signatures, retries with backoff, every attempt recorded, and
+a dead URL that never touches the replica."""
+
+from __future__ import annotations
+
+import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from likeness.kit.db import transaction
+from likeness.models import Replica, WebhookEvent
+from likeness.replica import service
+from likeness.replica.schemas import CreateReplica
+from likeness.runtime import Runtime
+from likeness.webhooks import service as webhooks
+from likeness.webhooks.signing import verify
+
+from .conftest import Receiver
+
+
+def _completed_replica(runtime: Runtime, callback_url: str, api_name: str = "replica") -> str:
+    body = CreateReplica(train_video_url="https://example.com/v.mp4", callback_url=callback_url)
+    with transaction(runtime.sessions) as session:
+        replica = service.create(session, runtime.settings, body, api_name)  # type: ignore[arg-type]
+        replica_id = replica.id
+    with transaction(runtime.sessions) as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None
+        event_id = service.mark_completed(session, row, {"bundle": "bundle"})
+    assert event_id
+    return event_id
+
+
+def _deliver(runtime: Runtime, event_id: str, allow_private: bool = True) -> webhooks.Outcome:
+    settings = runtime.settings
+    assert settings.webhook_secret
+    return webhooks.deliver(
+        runtime.sessions,
+        event_id,
+        secret=settings.webhook_secret,
+        retry_delays_s=settings.webhook_retry_delays_s,
+        timeout_s=2,
+        allow_private=allow_private,
+    )
+
+
+def test_ready_callback_is_signed(runtime: Runtime, receiver: Receiver) -> None:
+    event_id = _completed_replica(runtime, receiver.url)
+    outcome = _deliver(runtime, event_id)
+    assert outcome.delivered and outcome.retry_in_s is None
+    (call,) = receiver.received()
+    assert call["json"]["status"] == "ready"
+    assert set(call["json"]) == {"replica_id", "status"}
+    headers = call["headers"]
+    assert headers["webhook-id"] == event_id
+    assert runtime.settings.webhook_secret
+    verify(runtime.settings.webhook_secret, call["body"], headers)
+    with pytest.raises(WebhookVerificationError):
+        verify(runtime.settings.webhook_secret, call["body"].replace("ready", "error"), headers)
+
+
+def test_face_callers_get_face_id(runtime: Runtime, receiver: Receiver) -> None:
+    event_id = _completed_replica(runtime, receiver.url, api_name="face")
+    _deliver(runtime, event_id)
+    payload = receiver.received()[0]["json"]
+    assert payload["face_id"] == payload["replica_id"]
+
+
+def test_error_callback_carries_the_tavus_message(runtime: Runtime, receiver: Receiver) -> None:
+    body = CreateReplica(train_video_url="https://example.com/v.mp4", callback_url=receiver.url)
+    with transaction(runtime.sessions) as session:
+        replica = service.create(session, runtime.settings, body, "replica")
+        event_id = service.mark_failed(session, replica, "video_duration", "3.0 s < 30 s")
+    assert event_id
+    _deliver(runtime, event_id)
+    payload = receiver.received()[0]["json"]
+    assert payload["status"] == "error"
+    assert payload["error_message"].endswith("minimum duration requirement for training")
+
+
+def test_retries_with_backoff_until_delivered(runtime: Runtime, receiver: Receiver) -> None:
+    receiver.fail_first = 2
+    event_id = _completed_replica(runtime, receiver.url)
+    delays = runtime.settings.webhook_retry_delays_s
+    assert _deliver(runtime, event_id).retry_in_s == delays[0]
+    assert _deliver(runtime, event_id).retry_in_s == delays[1]
+    assert _deliver(runtime, event_id).delivered
+    with runtime.sessions() as session:
+        attempts = webhooks.attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
+        assert [a.status_code for a in attempts] == [500, 500, 200]
+        assert session.get(WebhookEvent, event_id).status == "delivered"
+
+
+def test_dead_url_gives_up_and_never_touches_the_replica(runtime: Runtime) -> None:
+    event_id = _completed_replica(runtime, "http://127.0.0.1:9/hook")
+    outcomes = [_deliver(runtime, event_id) for _ in range(3)]
+    assert [o.delivered for o in outcomes] == [False, False, False]
+    assert outcomes[-1].retry_in_s is None  # out of attempts
+    with runtime.sessions() as session:
+        event = session.get(WebhookEvent, event_id)
+        assert event is not None and event.status == "failed" and event.attempts == 3
+        replica = session.get(Replica, event.subject_id)
+        assert replica is not None and replica.status == "completed"
+        assert all(a.error for a in webhooks.attempts_for(session, replica.id))
+
+
+def test_private_callback_urls_are_refused_by_default(runtime: Runtime, receiver: Receiver) -> None:
+    event_id = _completed_replica(runtime, receiver.url)
+    outcome = _deliver(runtime, event_id, allow_private=False)
+    assert not outcome.delivered
+    assert receiver.received() == []
+    with runtime.sessions() as session:
+        (attempt,) = webhooks.attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
+        assert attempt.error and attempt.error.startswith("refused")
