@@ -10,7 +10,7 @@ Bundle files:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -69,27 +69,33 @@ def fit(
     width = lm.mouth_width(points[index]).astype(np.float32)
     talking = _talking(opening, data.fps)
 
-    # 3. Base loop: the calmest stretch with the mouth at rest (ideally the listening part).
+    # 3. The mouth bank: canonical lower-face crops of (up to MAX_BANK) frames. Crops whose
+    #    skin around the mouth departs from the person's usual look (a hand over the chin, a
+    #    tracking slip) are left out, and the base loop avoids them too.
+    stride = max(1, int(np.ceil(len(index) / MAX_BANK)))
+    sampled = np.arange(0, len(index), stride)
+    blobs, thumbs = _extract_bank(data, index[sampled], frame_to_canon[sampled], size, progress)
+    occlusion = _occlusion(thumbs, mask, unit_points, box, scale)
+    clean = occlusion <= _occlusion_threshold(occlusion)
+
+    # 4. Base loop: the calmest clean stretch with the mouth at rest (ideally the listening
+    #    part), ping-ponged at render time.
     base_len = int(min(len(index), round(BASE_SECONDS * data.fps)))
-    base_start = _calmest_window(index, opening, points, base_len)
+    occlusion_all = np.interp(np.arange(len(index)), sampled, (~clean).astype(np.float64))
+    base_start = _calmest_window(index, opening, points, base_len, occlusion_all)
     base_frames = index[base_start : base_start + base_len]
     base_to_frame = align.invert(frame_to_canon[base_start : base_start + base_len])
+    write_mp4(out_dir / "base.mp4", _frames_at(data.video_path, base_frames), data.fps, crf=16)
 
-    # 4. The mouth bank: canonical lower-face crops of (up to MAX_BANK) frames.
-    stride = max(1, int(np.ceil(len(index) / MAX_BANK)))
-    bank_rows = np.arange(0, len(index), stride)
+    bank_rows = sampled[clean]
     bank_frames = index[bank_rows]
+    kept = [blob for blob, ok in zip(blobs, clean, strict=True) if ok]
+    offsets = np.cumsum([0] + [len(b) for b in kept]).astype(np.int64)
+    (out_dir / "bank.bin").write_bytes(b"".join(kept))
     lips = align.apply(frame_to_canon[bank_rows], points[bank_frames][:, lm.LIPS])
     lips = (lips - lips.mean(axis=1, keepdims=True)).reshape(len(bank_rows), -1) / scale
     pca_mean, pca_basis = _pca(lips, PCA_DIMS)
     shape = (lips - pca_mean) @ pca_basis.T
-
-    blobs, base_images = _extract(
-        data, bank_frames, frame_to_canon[bank_rows], size, set(base_frames.tolist()), progress
-    )
-    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
-    (out_dir / "bank.bin").write_bytes(b"".join(blobs))
-    write_mp4(out_dir / "base.mp4", (base_images[i] for i in base_frames), data.fps, crf=16)
     progress(0.9)
 
     # 5. The person's audio→mouth maps (quantile matching; needs no audio-video sync).
@@ -119,6 +125,7 @@ def fit(
         "frames_with_face": int(track.present.sum()),
         "frames_used": len(index),
         "bank_size": len(bank_rows),
+        "bank_rejected_occluded": int((~clean).sum()),
         "base_loop_frames": [int(base_frames[0]), int(base_frames[-1])],
         "talking_share": float(talking.mean()),
         "closed_opening": closed,
@@ -198,19 +205,33 @@ def _talking(opening: np.ndarray, fps: float) -> np.ndarray:
     return talking if talking.mean() > 0.05 else np.ones_like(talking)
 
 
-def _calmest_window(index: np.ndarray, opening: np.ndarray, points: np.ndarray, length: int) -> int:
-    """Start (into ``index``) of the window with the least mouth opening and head motion
-    and no tracking gap."""
+def _calmest_window(
+    index: np.ndarray,
+    opening: np.ndarray,
+    points: np.ndarray,
+    length: int,
+    occluded: np.ndarray,
+) -> int:
+    """Start (into ``index``) of the window with the least mouth opening and head motion,
+    no occluded frame and no tracking gap."""
     if length >= len(index):
         return 0
     centre = points[index][:, lm.STABLE].mean(axis=1)
     iod = lm.inter_ocular(points[index])
     motion = np.r_[0.0, np.linalg.norm(np.diff(centre, axis=0), axis=1) / iod[1:]]
+    zoom = np.r_[0.0, np.abs(np.diff(np.log(iod)))]
     gaps = np.r_[0, np.diff(index) > 1].astype(np.float64)
     best, best_cost = 0, np.inf
     for start in range(0, len(index) - length + 1, max(1, length // 12)):
         span = slice(start, start + length)
-        cost = opening[span].mean() + 2.0 * motion[span].mean() + 10.0 * gaps[span][1:].sum()
+        size_range = float(np.log(iod[span]).max() - np.log(iod[span]).min())
+        cost = (
+            opening[span].mean()
+            + 2.0 * (motion[span].mean() + zoom[span].mean())
+            + size_range
+            + 10.0 * gaps[span][1:].sum()
+            + 5.0 * occluded[span].mean()
+        )
         if cost < best_cost:
             best, best_cost = start, cost
     return best
@@ -222,41 +243,77 @@ def _pca(rows: np.ndarray, dims: int) -> tuple[np.ndarray, np.ndarray]:
     return mean, vt[: min(dims, vt.shape[0])]
 
 
-def _extract(
+def _extract_bank(
     data: TrainingInput,
-    bank_frames: np.ndarray,
-    bank_transforms: np.ndarray,
+    frames: np.ndarray,
+    transforms: np.ndarray,
     size: tuple[int, int],
-    keep_full: set[int],
     progress: Callable[[float], None],
-) -> tuple[list[bytes], dict[int, np.ndarray]]:
-    """One decoding pass: JPEG crops for the bank, full frames for the base loop."""
-    wanted = {int(f): i for i, f in enumerate(bank_frames)}
-    blobs: list[bytes] = [b""] * len(bank_frames)
-    full: dict[int, np.ndarray] = {}
-    last = max(max(wanted, default=0), max(keep_full, default=0))
+) -> tuple[list[bytes], np.ndarray]:
+    """One decoding pass: a JPEG crop per wanted frame, plus (N, h, w) float32 grey
+    quarter-size thumbnails of the same crops for the occlusion check."""
+    wanted = {int(f): i for i, f in enumerate(frames)}
+    blobs: list[bytes] = [b""] * len(frames)
+    thumb_size = (max(8, size[0] // 4), max(8, size[1] // 4))
+    thumbs = np.zeros((len(frames), thumb_size[1], thumb_size[0]), np.float32)
+    last = int(frames[-1])
     for number, rgb in enumerate(iter_frames(data.video_path)):
-        if number in keep_full:
-            full[number] = rgb
         row = wanted.get(number)
         if row is not None:
             crop = cv2.warpAffine(
-                rgb,
-                bank_transforms[row],
-                size,
-                flags=cv2.INTER_AREA,
-                borderMode=cv2.BORDER_REPLICATE,
+                rgb, transforms[row], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
             )
             ok, jpeg = cv2.imencode(
                 ".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
             )
             assert ok
             blobs[row] = jpeg.tobytes()
+            grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+            thumbs[row] = cv2.resize(grey, thumb_size, interpolation=cv2.INTER_AREA)
         if number % 100 == 0:
-            progress(0.1 + 0.8 * min(1.0, number / max(1, last)))
+            progress(0.1 + 0.7 * min(1.0, number / max(1, last)))
         if number >= last:
             break
-    return blobs, full
+    return blobs, thumbs
+
+
+def _occlusion(
+    thumbs: np.ndarray,
+    mask: np.ndarray,
+    unit_points: np.ndarray,
+    box: tuple[float, float, float, float],
+    scale: float,
+) -> np.ndarray:
+    """(N,) how far each crop's skin around the mouth (lips excluded) departs from the
+    median crop, in grey levels, after removing each crop's own brightness offset."""
+    h, w = thumbs.shape[1:]
+    weight = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
+    lips = (unit_points.mean(axis=0)[lm.LIPS] - np.array(box[:2])) * scale * (w / mask.shape[1])
+    x0, y0 = lips.min(axis=0) - 0.15 * scale * (w / mask.shape[1])
+    x1, y1 = lips.max(axis=0) + 0.15 * scale * (w / mask.shape[1])
+    weight[max(0, int(y0)) : int(np.ceil(y1)), max(0, int(x0)) : int(np.ceil(x1))] = 0.0
+    weight /= weight.sum() + 1e-6
+    centred = thumbs - (thumbs * weight).sum(axis=(1, 2), keepdims=True)
+    median = np.median(centred, axis=0)
+    return np.asarray((np.abs(centred - median) * weight).sum(axis=(1, 2)), np.float64)
+
+
+def _occlusion_threshold(scores: np.ndarray) -> float:
+    """The cut between clean and occluded crops: three times the typical deviation of the
+    cleanest fifth (at least 4 grey levels above it), never rejecting more than 60 %."""
+    clean = float(np.quantile(scores, 0.2))
+    return max(3.0 * clean, clean + 4.0, float(np.quantile(scores, 0.4)))
+
+
+def _frames_at(video: Path, wanted: np.ndarray) -> Iterator[np.ndarray]:
+    """The frames numbered ``wanted`` (ascending), decoding no further than the last."""
+    targets = set(int(f) for f in wanted)
+    last = int(wanted[-1])
+    for number, rgb in enumerate(iter_frames(video)):
+        if number in targets:
+            yield rgb
+        if number >= last:
+            return
 
 
 def _audio_map(
