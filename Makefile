@@ -23,7 +23,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed ## Install everything (models included) and start `likeness serve`
 	$(BIN)/likeness serve
 
-test: $(VENV)/.installed-dev lint ## Install the dev extras and run the whole suite
+test: $(VENV)/.installed-dev lint typecheck ## Install the dev extras; lint, type-check and run the suite
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev ## ruff (lint + format) and the import-layer contracts

@@ -96,14 +96,14 @@ def render(
     from likeness.media.audio import read_audio
     from likeness.media.probe import Undecodable
     from likeness.providers.tts_piper import synthesize
-    from likeness.replica import service
+    from likeness.replica import repository, service
     from likeness.runtime import build_runtime
 
     if (audio is None) == (text is None):
         raise typer.BadParameter("give exactly one of --audio or --text")
     runtime = build_runtime(_settings())
     with runtime.sessions() as session:
-        row = service.repository.get_live(session, replica)
+        row = repository.get_live(session, replica)
         if row is None:
             _fail(f"no replica {replica}")
         assert row is not None

@@ -38,7 +38,8 @@ class RenderedFrame:
 
 
 class EngineSession(Protocol):
-    fps: float
+    @property
+    def fps(self) -> float: ...
 
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
         """Queue (N,) float32 mono speech for the replica to say."""
@@ -57,15 +58,19 @@ class EngineSession(Protocol):
 
 
 class ReplicaModel(Protocol):
-    fps: float
-    width: int
-    height: int
+    @property
+    def fps(self) -> float: ...
+    @property
+    def width(self) -> int: ...
+    @property
+    def height(self) -> int: ...
 
     def session(self) -> EngineSession: ...
 
 
 class Engine(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def fit(
         self,

@@ -27,7 +27,9 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 def apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     """matrix: (..., 2, 3); points: (..., K, 2) → (..., K, 2)."""
-    return np.einsum("...ij,...kj->...ki", matrix[..., :2], points) + matrix[..., None, :, 2]
+    mapped: np.ndarray = np.einsum("...ij,...kj->...ki", matrix[..., :2], points)
+    mapped += matrix[..., None, :, 2]
+    return mapped
 
 
 def invert(matrix: np.ndarray) -> np.ndarray:
@@ -50,4 +52,5 @@ def smooth_track(landmarks: np.ndarray, present: np.ndarray, sigma: float) -> np
         filled[:, column] = np.interp(t, known, flat[known, column])
     smoothed = gaussian_filter1d(filled, sigma, axis=0, mode="nearest")
     smoothed[~present] = np.nan
-    return smoothed.reshape(landmarks.shape).astype(np.float32)
+    result: np.ndarray = smoothed.reshape(landmarks.shape).astype(np.float32)
+    return result

@@ -47,22 +47,28 @@ LOWER_FACE = np.array(
 
 def inter_ocular(points: np.ndarray) -> np.ndarray:
     """points: (..., 478, 2) → (...,) distance between the outer eye corners."""
-    return np.linalg.norm(points[..., LEFT_EYE_OUTER, :] - points[..., RIGHT_EYE_OUTER, :], axis=-1)
+    distance: np.ndarray = np.linalg.norm(
+        points[..., LEFT_EYE_OUTER, :] - points[..., RIGHT_EYE_OUTER, :], axis=-1
+    )
+    return distance
 
 
 def mouth_opening(points: np.ndarray) -> np.ndarray:
     """Inner-lip gap over the inter-ocular distance: (..., 478, 2) → (...,)."""
     gap = np.linalg.norm(points[..., LOWER_LIP_INNER, :] - points[..., UPPER_LIP_INNER, :], axis=-1)
-    return gap / inter_ocular(points)
+    ratio: np.ndarray = gap / inter_ocular(points)
+    return ratio
 
 
 def mouth_width(points: np.ndarray) -> np.ndarray:
     """Lip-corner distance over the inter-ocular distance: (..., 478, 2) → (...,)."""
     width = np.linalg.norm(points[..., MOUTH_RIGHT, :] - points[..., MOUTH_LEFT, :], axis=-1)
-    return width / inter_ocular(points)
+    ratio: np.ndarray = width / inter_ocular(points)
+    return ratio
 
 
 def yaw_proxy(points: np.ndarray) -> np.ndarray:
     """Nose-tip offset from the eye midpoint, in inter-ocular units (0 = frontal)."""
     mid = (points[..., LEFT_EYE_OUTER, :] + points[..., RIGHT_EYE_OUTER, :]) / 2
-    return (points[..., NOSE_TIP, 0] - mid[..., 0]) / inter_ocular(points)
+    offset: np.ndarray = (points[..., NOSE_TIP, 0] - mid[..., 0]) / inter_ocular(points)
+    return offset

@@ -41,8 +41,10 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     if from_hz == to_hz:
         return samples.astype(np.float32, copy=False)
     g = gcd(from_hz, to_hz)
-    return resample_poly(samples, to_hz // g, from_hz // g).astype(np.float32)
+    out: np.ndarray = resample_poly(samples, to_hz // g, from_hz // g).astype(np.float32)
+    return out
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    pcm: np.ndarray = (np.clip(samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return pcm

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -102,8 +103,7 @@ def fit(
     audio_map = _audio_map(data, opening, width, talking)
     closed = float(np.quantile(opening, 0.1))
 
-    np.savez_compressed(
-        out_dir / "arrays.npz",
+    arrays: dict[str, Any] = dict(
         base_to_frame=base_to_frame,
         bank_offsets=offsets,
         bank_opening=opening[bank_rows],
@@ -113,6 +113,7 @@ def fit(
         mask=mask,
         **{k: np.asarray(v, np.float32) for k, v in audio_map.items() if k != "source"},
     )
+    np.savez_compressed(out_dir / "arrays.npz", **arrays)
     manifest: dict[str, object] = {
         "engine": "mouthbank",
         "bundle_version": BUNDLE_VERSION,
@@ -190,8 +191,8 @@ def _mask(
     mask = np.zeros((size[1], size[0]), np.uint8)
     cv2.fillConvexPoly(mask, hull, 255, lineType=cv2.LINE_AA)
     feather = max(3, round(scale * 0.12))
-    mask = cv2.erode(mask, np.ones((feather, feather), np.uint8))
-    soft = cv2.GaussianBlur(mask.astype(np.float32) / 255.0, (0, 0), feather / 2.0)
+    core = cv2.erode(mask, np.ones((feather, feather), np.uint8))
+    soft = cv2.GaussianBlur(core.astype(np.float32) / 255.0, (0, 0), feather / 2.0)
     return soft.astype(np.float32)
 
 
@@ -287,7 +288,7 @@ def _occlusion(
     """(N,) how far each crop's skin around the mouth (lips excluded) departs from the
     median crop, in grey levels, after removing each crop's own brightness offset."""
     h, w = thumbs.shape[1:]
-    weight = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
+    weight = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA).astype(np.float64)
     lips = (unit_points.mean(axis=0)[lm.LIPS] - np.array(box[:2])) * scale * (w / mask.shape[1])
     x0, y0 = lips.min(axis=0) - 0.15 * scale * (w / mask.shape[1])
     x1, y1 = lips.max(axis=0) + 0.15 * scale * (w / mask.shape[1])

@@ -52,14 +52,9 @@ def load(bundle_dir: Path) -> MouthbankModel:
     manifest = json.loads((bundle_dir / "manifest.json").read_text())
     arrays = np.load(bundle_dir / "arrays.npz")
     blob = (bundle_dir / "bank.bin").read_bytes()
-    offsets = arrays["bank_offsets"]
+    offsets = np.asarray(arrays["bank_offsets"])
     bank = np.stack(
-        [
-            cv2.imdecode(
-                np.frombuffer(blob[offsets[i] : offsets[i + 1]], np.uint8), cv2.IMREAD_COLOR
-            )[:, :, ::-1]
-            for i in range(len(offsets) - 1)
-        ]
+        [_decode_jpeg(blob[int(offsets[i]) : int(offsets[i + 1])]) for i in range(len(offsets) - 1)]
     )
     base = np.stack(list(iter_frames(bundle_dir / "base.mp4")))
     base_to_frame = arrays["base_to_frame"][: len(base)]
@@ -81,3 +76,12 @@ def load(bundle_dir: Path) -> MouthbankModel:
         closed_opening=float(arrays["closed_opening"][0]),
         manifest=manifest,
     )
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+    """JPEG bytes → (H, W, 3) uint8 RGB."""
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError("a mouth-bank crop is not a readable JPEG")
+    rgb: np.ndarray = bgr[:, :, ::-1]
+    return rgb

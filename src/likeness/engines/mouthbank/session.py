@@ -31,7 +31,14 @@ class MouthbankSession:
         self._width_scale = float(np.std(model.bank_width)) + 1e-4
         self._shape_scale = float(np.mean(np.var(model.bank_shape, axis=0)).sum()) + 1e-6
         self._rest_width = float(np.median(model.bank_width))
-        self._reset_utterance()
+        self._audio: np.ndarray = np.zeros(0, np.float32)
+        self._offset = 0  # absolute sample index of self._audio[0], from the utterance start
+        self._pushed = 0
+        self._done = 0  # utterance frames rendered
+        self._peaked = 0  # utterance frames the peak tracker has seen
+        self._ended = False
+        self._peak = _Peak(self.fps)
+        self._last_open = model.closed_opening
 
     # -- the interface -------------------------------------------------------------------
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
@@ -89,10 +96,10 @@ class MouthbankSession:
     # -- internals -----------------------------------------------------------------------
     def _reset_utterance(self) -> None:
         self._audio = np.zeros(0, np.float32)
-        self._offset = 0  # absolute sample index of self._audio[0], from the utterance start
+        self._offset = 0
         self._pushed = 0
-        self._done = 0  # utterance frames rendered
-        self._peaked = 0  # utterance frames the peak tracker has seen
+        self._done = 0
+        self._peaked = 0
         self._ended = False
         self._peak = _Peak(self.fps)
         self._last_open = self.model.closed_opening
