@@ -1,0 +1,102 @@
+"""The same product on PostgreSQL and on a Redis broker (spec: both must work)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from fastapi.testclient import TestClient
+
+from likeness.app import create_app
+from likeness.config import Settings
+from likeness.jobs.worker import register
+from likeness.replica import tasks
+from likeness.runtime import Runtime, build_runtime
+
+from .backends import postgres_url, redis_url
+from .conftest import API_KEY, Receiver
+
+__all__ = ["postgres_url", "redis_url"]
+
+
+@pytest.fixture
+def pg_runtime(postgres_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:  # a clean schema for each test
+        conn.execute(text("DROP SCHEMA public CASCADE; CREATE SCHEMA public"))
+    engine.dispose()
+    runtime = build_runtime(
+        Settings(
+            data_dir=tmp_path / "data",
+            api_key=API_KEY,
+            database_url=postgres_url,
+            allow_private_urls=True,
+            min_duration_s=5.0,
+        )
+    )
+    yield runtime
+    runtime.close()
+
+
+def test_postgres_runs_the_api_and_a_training_job(
+    pg_runtime: Runtime, media_server: tuple[str, Path]
+) -> None:
+    files, _ = media_server
+    with TestClient(create_app(runtime=pg_runtime), headers={"x-api-key": API_KEY}) as client:
+        created = client.post("/v2/replicas", json={"train_video_url": f"{files}/short_talk.mp4"})
+        assert created.status_code == 200
+        replica_id = created.json()["replica_id"]
+        deps = tasks.Deps(
+            pg_runtime.sessions, pg_runtime.storage, pg_runtime.settings, pg_runtime.queue
+        )
+        tasks.train(deps, replica_id)
+        body = client.get(f"/v2/replicas/{replica_id}").json()
+        assert body["status"] == "completed" and body["training_progress"] == "100/100"
+        listed = client.get("/v2/replicas", params={"replica_ids": replica_id}).json()
+        assert listed["total_count"] == 1
+        assert client.delete(f"/v2/replicas/{replica_id}?hard=true").status_code == 200
+        assert client.get(f"/v2/replicas/{replica_id}").status_code == 404
+
+
+def test_redis_broker_carries_jobs_to_a_worker(
+    redis_url: str, tmp_path: Path, media_server: tuple[str, Path], receiver: Receiver
+) -> None:
+    files, _ = media_server
+    runtime = build_runtime(
+        Settings(
+            data_dir=tmp_path / "data",
+            api_key=API_KEY,
+            broker_url=redis_url,
+            allow_private_urls=True,
+            min_duration_s=5.0,
+        )
+    )
+    celery = register(runtime)
+    with (
+        start_worker(
+            celery, pool="threads", concurrency=2, perform_ping_check=False, shutdown_timeout=30
+        ),
+        TestClient(create_app(runtime=runtime), headers={"x-api-key": API_KEY}) as client,
+    ):
+        replica_id = client.post(
+            "/v2/replicas",
+            json={
+                "train_video_url": f"{files}/short_talk.mp4",
+                "callback_url": receiver.url,
+            },
+        ).json()["replica_id"]
+        deadline = time.monotonic() + 120
+        while client.get(f"/v2/replicas/{replica_id}").json()["status"] == "started":
+            assert time.monotonic() < deadline, "the job never ran"
+            time.sleep(0.2)
+        assert client.get(f"/v2/replicas/{replica_id}").json()["status"] == "completed"
+        while not receiver.received():
+            assert time.monotonic() < deadline, "the callback never came"
+            time.sleep(0.2)
+    assert receiver.received()[0]["json"] == {"replica_id": replica_id, "status": "ready"}
+    runtime.close()
