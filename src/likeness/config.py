@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     min_face_share: float = 0.5
 
     # Jobs: a training job whose lease lapses is retried from its last finished stage.
-    job_lease_s: float = 120.0
+    job_lease_s: float = 60.0
     job_max_attempts: int = 3
     worker_concurrency: int = 2
     webhook_retry_delays_s: list[float] = Field(default=[5, 30, 120, 600, 3600])

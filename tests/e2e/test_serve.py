@@ -3,8 +3,11 @@ real HTTP downloads and callbacks, then `likeness render` on the trained replica
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -31,9 +34,9 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    data = tmp_path_factory.mktemp("serve")
+@contextlib.contextmanager
+def _serve(data: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str], int]]:
+    """`likeness serve` on a free port; yields (base URL, its environment, its pid)."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(
@@ -44,6 +47,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         LIKENESS_PUBLIC_URL=base,
         LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
         GLOG_minloglevel="2",
+        **extra_env,
     )
     log = (data / "serve.log").open("wb")
     process = subprocess.Popen(
@@ -63,7 +67,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
             assert process.poll() is None, (data / "serve.log").read_text()
             assert time.monotonic() < deadline, "likeness serve did not come up"
             time.sleep(0.3)
-        yield base, env
+        yield base, env, process.pid
     finally:
         process.terminate()
         try:
@@ -71,6 +75,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
+    with _serve(tmp_path_factory.mktemp("serve")) as (base, env, _pid):
+        yield base, env
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
 
 
 def _wait_done(client: httpx.Client, replica_id: str, timeout_s: float = 300) -> list[dict]:
@@ -198,3 +215,35 @@ def test_bad_inputs_fail_with_tavus_messages_and_the_service_keeps_serving(
             "status": "error",
             "error_message": message,
         }
+
+
+def test_a_killed_worker_is_restarted_and_its_job_resumes(
+    tmp_path_factory: pytest.TempPathFactory, media_server: tuple[str, Path]
+) -> None:
+    files, _ = media_server
+    data = tmp_path_factory.mktemp("kill")
+    with (
+        _serve(data, LIKENESS_JOB_LEASE_S="3") as (base, _env, pid),
+        httpx.Client(base_url=base, headers={"x-api-key": API_KEY}, timeout=30) as client,
+    ):
+        replica_id = client.post(
+            "/v2/replicas", json={"train_video_url": f"{files}/talking_unsynced.mp4"}
+        ).json()["replica_id"]
+        deadline = time.monotonic() + 120
+        while True:  # wait until it is tracking faces, then kill the worker mid-job
+            body = client.get(f"/v2/replicas/{replica_id}").json()
+            if int(body["training_progress"].split("/")[0]) >= 20:
+                break
+            assert body["status"] == "started" and time.monotonic() < deadline, body
+            time.sleep(0.05)
+        (worker,) = _children(pid)
+        os.kill(worker, signal.SIGKILL)
+        final = _wait_done(client, replica_id, timeout_s=180)[-1]
+        assert final["status"] == "completed", final
+        (restarted,) = _children(pid)
+        assert restarted != worker
+    with sqlite3.connect(data / "data" / "likeness.sqlite") as db:
+        (attempts,) = db.execute(
+            "SELECT attempts FROM replicas WHERE id = ?", (replica_id,)
+        ).fetchone()
+    assert attempts == 2

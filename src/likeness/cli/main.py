@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,6 +31,7 @@ def serve(
     import uvicorn
 
     from likeness.app import create_app
+    from likeness.jobs.embedded import EmbeddedWorker
     from likeness.runtime import build_runtime
 
     settings = _settings()
@@ -46,27 +42,15 @@ def serve(
         typer.echo(f"Generated an API key (kept in {key_file}); send it as x-api-key:")
         typer.echo(f"  {runtime.settings.api_key}")
     typer.echo(f"Data directory: {runtime.settings.resolved_data_dir}")
-    child = _spawn_worker() if embedded_worker else None
+    worker = EmbeddedWorker() if embedded_worker else None
+    if worker is not None:
+        worker.start()
     try:
         uvicorn.run(create_app(runtime=runtime), host=host, port=port, log_level="info")
     finally:
-        if child is not None:
-            child.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                child.wait(timeout=15)
-            if child.poll() is None:
-                child.kill()
+        if worker is not None:
+            worker.stop()
         runtime.close()
-
-
-def _spawn_worker() -> subprocess.Popen[bytes]:
-    def die_with_parent() -> None:  # Linux: the worker gets SIGTERM if `serve` is killed
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
-
-    return subprocess.Popen(
-        [sys.executable, "-m", "likeness", "worker"], preexec_fn=die_with_parent
-    )
 
 
 @app.command()

@@ -1,0 +1,74 @@
+"""The embedded worker of ``likeness serve``: a child process, restarted if it dies (its
+unfinished jobs are then recovered by the lease sweep), stopped with the server."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import signal
+import subprocess
+import sys
+import threading
+
+log = logging.getLogger(__name__)
+RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def _die_with_parent() -> None:  # Linux: the worker gets SIGTERM if `serve` itself dies
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
+
+
+class EmbeddedWorker:
+    def __init__(self, command: list[str] | None = None) -> None:
+        self._command = command or [sys.executable, "-m", "likeness", "worker"]
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._thread = threading.Thread(target=self._supervise, daemon=True, name="worker-sup")
+        self.restarts = 0
+
+    @property
+    def pid(self) -> int | None:
+        with self._lock:
+            return self._process.pid if self._process else None
+
+    def start(self) -> None:
+        self._spawn()
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        self._stop.set()
+        with self._lock:
+            process = self._process
+        if process is None:
+            return
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=timeout_s)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def _spawn(self) -> None:
+        process = subprocess.Popen(self._command, preexec_fn=_die_with_parent)
+        with self._lock:
+            self._process = process
+
+    def _supervise(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            with self._lock:
+                process = self._process
+            assert process is not None
+            code = process.wait()
+            if self._stop.is_set():
+                return
+            delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
+            log.warning("the embedded worker exited (%s); restarting in %.0f s", code, delay)
+            if self._stop.wait(delay):
+                return
+            failures += 1
+            self.restarts += 1
+            self._spawn()
