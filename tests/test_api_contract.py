@@ -188,3 +188,17 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
         "/v2/uploads",
     ):
         assert path in paths
+
+
+def test_hard_delete_removes_the_uploaded_training_video(
+    client: TestClient, runtime: Runtime
+) -> None:
+    url = client.post("/v2/uploads", files={"file": ("me.mp4", b"video")}).json()["url"]
+    first = client.post("/v2/replicas", json={"train_video_url": url}).json()["replica_id"]
+    second = client.post("/v2/replicas", json={"train_video_url": url}).json()["replica_id"]
+    upload_path = "/" + url.split("://", 1)[1].split("/", 1)[1]
+    client.delete(f"/v2/replicas/{first}", params={"hard": "true"})
+    assert client.get(upload_path).status_code == 200  # the second replica still uses it
+    client.delete(f"/v2/replicas/{second}", params={"hard": "true"})
+    assert client.get(upload_path).status_code == 404
+    assert not list((runtime.storage.root / "uploads").iterdir())

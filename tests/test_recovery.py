@@ -89,7 +89,7 @@ def test_lapsed_lease_is_swept_and_attempts_run_out(runtime: Runtime) -> None:
 def test_deleted_during_training_stops(runtime: Runtime) -> None:
     replica_id = _new(runtime)
     with transaction(runtime.sessions) as session:
-        service.delete(session, runtime.storage, replica_id, hard=False)
+        service.delete(session, runtime.storage, replica_id, False, runtime.settings.public_url)
     tasks.train(_deps(runtime), replica_id)  # not claimable: nothing runs
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)

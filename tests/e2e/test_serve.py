@@ -181,12 +181,51 @@ def test_train_then_render(
     duration_s = (len(speech) + 2 * rate) / rate
     assert frames == int(np.ceil(duration_s * 25))
 
+    spoken = tmp_path / "spoken.mp4"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "likeness",
+            "render",
+            "--replica",
+            replica_id,
+            "--text",
+            "Hello. I am a replica, and I speak with my own face.",
+            "--output",
+            str(spoken),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    with av.open(str(spoken)) as container:
+        audio = container.streams.audio[0]
+        seconds = sum(f.samples for f in container.decode(audio)) / audio.codec_context.sample_rate
+    assert 2.0 < seconds < 8.0  # Piper really spoke the sentence
+
+
+DAMAGED = (
+    "There was an error processing your training video file. Please check your video format "
+    "and make sure it not damaged and could be played correctly."
+)
+NO_FACE = (
+    "There was an error processing your training video. Face not detected because it appeared "
+    "too small in the frame or it was occluded. Please edit or record a new video and ensure "
+    "your face is clearly visible and occupies a larger portion of the frame."
+)
+
 
 def test_bad_inputs_fail_with_tavus_messages_and_the_service_keeps_serving(
     server: tuple[str, dict[str, str]], media_server: tuple[str, Path], receiver: Receiver
 ) -> None:
     base, _ = server
-    files, _ = media_server
+    files, root = media_server
+    (root / "truncated.mp4").write_bytes((root / "talking_unsynced.mp4").read_bytes()[:100_000])
+    (root / "notes.mp4").write_bytes(b"just some text, renamed\n" * 50)
+    (root / "empty.mp4").write_bytes(b"")
     cases = {
         f"{files}/muted_b.mp4": "There was an error processing the audio in the provided "
         "training video file.",
@@ -194,6 +233,11 @@ def test_bad_inputs_fail_with_tavus_messages_and_the_service_keeps_serving(
         "video provided does not meet the minimum duration requirement for training",
         "http://127.0.0.1:9/unreachable.mp4": "There was an issue downloading your video "
         "file. Please ensure that the link you provided is correct and try again",
+        f"{files}/world.mp4": NO_FACE,
+        f"{files}/withcover.mp3": DAMAGED,
+        f"{files}/truncated.mp4": DAMAGED,
+        f"{files}/notes.mp4": DAMAGED,
+        f"{files}/empty.mp4": DAMAGED,
     }
     with httpx.Client(base_url=base, headers={"x-api-key": API_KEY}, timeout=30) as client:
         ids = {}

@@ -62,3 +62,13 @@ def stale(session: Session, now: datetime, unclaimed_before: datetime) -> list[R
             )
         )
     )
+
+
+def others_using(session: Session, train_video_url: str, replica_id: str) -> bool:
+    """Does any other live replica train from this URL?"""
+    query = select(func.count()).where(
+        Replica.train_video_url == train_video_url,
+        Replica.id != replica_id,
+        Replica.deleted_at.is_(None),
+    )
+    return bool(session.scalar(query))

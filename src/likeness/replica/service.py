@@ -17,6 +17,7 @@ from likeness.replica import repository
 from likeness.replica.schemas import ApiName, CreateReplica
 from likeness.storage.local import LocalBlobStore
 from likeness.training import failures
+from likeness.upload import service as uploads
 from likeness.webhooks import service as webhooks
 
 TRAIN_JOB = "replica.train"
@@ -69,12 +70,18 @@ def rename(session: Session, replica_id: str, name: str | None) -> None:
     get(session, replica_id).name = name
 
 
-def delete(session: Session, storage: LocalBlobStore, replica_id: str, hard: bool) -> None:
+def delete(
+    session: Session, storage: LocalBlobStore, replica_id: str, hard: bool, public_url: str
+) -> None:
+    """Soft: hide it. Hard: also remove its files, and the uploaded training video when no
+    other replica trains from it."""
     replica = get(session, replica_id)
     replica.deleted_at = utcnow()
     if hard:
         storage.delete_tree(work_key(replica_id))
         replica.artifacts = {}
+        if not repository.others_using(session, replica.train_video_url, replica_id):
+            uploads.delete_behind(session, storage, public_url, replica.train_video_url)
 
 
 def work_key(replica_id: str) -> str:

@@ -71,8 +71,21 @@ def get(session: Session, upload_id: str) -> Upload:
     return upload
 
 
+def delete_behind(session: Session, storage: LocalBlobStore, public_url: str, url: str) -> None:
+    """Remove the upload behind one of our own URLs (nothing for any other URL)."""
+    upload = _from_url(session, public_url, url)
+    if upload is not None:
+        storage.delete_tree(f"uploads/{upload.id}")
+        session.delete(upload)
+
+
 def local_path(session: Session, storage: LocalBlobStore, public_url: str, url: str) -> Path | None:
     """The stored file behind one of our own upload URLs; None for any other URL."""
+    upload = _from_url(session, public_url, url)
+    return storage.path(upload.storage_key) if upload else None
+
+
+def _from_url(session: Session, public_url: str, url: str) -> Upload | None:
     ours, theirs = urlsplit(public_url), urlsplit(url)
     if (ours.scheme, ours.netloc) != (theirs.scheme, theirs.netloc):
         return None
@@ -82,5 +95,4 @@ def local_path(session: Session, storage: LocalBlobStore, public_url: str, url: 
     match = _UPLOAD_PATH.match(theirs.path[len(prefix) :])
     if not match:
         return None
-    upload = session.get(Upload, match.group(1))
-    return storage.path(upload.storage_key) if upload else None
+    return session.get(Upload, match.group(1))
