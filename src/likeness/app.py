@@ -17,6 +17,7 @@ from likeness.errors import ApiError
 from likeness.replica.endpoints import build_router
 from likeness.runtime import Runtime, build_runtime
 from likeness.upload.endpoints import router as uploads_router
+from likeness.video import endpoints as videos
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -33,6 +34,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(build_router("replica"), dependencies=auth)
     app.include_router(build_router("face"), dependencies=auth)
     app.include_router(uploads_router, dependencies=auth)
+    app.include_router(videos.api, dependencies=auth)
+    app.include_router(videos.media)  # capability tokens in the path (video/endpoints.py)
     _install_error_handlers(app)
     app.add_middleware(_StripTrailingSlash)
     return app

@@ -140,6 +140,27 @@ def test_train_then_render(
 
     (call,) = _wait_calls(receiver, 1)
     assert call["json"] == {"replica_id": replica_id, "status": "ready"}
+
+    with httpx.Client(base_url=base, headers={"x-api-key": API_KEY}, timeout=30) as client:
+        video_id = client.post(
+            "/v2/videos",
+            json={
+                "replica_id": replica_id,
+                "script": "Hello from the worker.",
+                "callback_url": receiver.url,
+            },
+        ).json()["video_id"]
+        deadline = time.monotonic() + 120
+        while (video := client.get(f"/v2/videos/{video_id}").json())["status"] in (
+            "queued",
+            "generating",
+        ):
+            assert time.monotonic() < deadline, video
+            time.sleep(0.3)
+        assert video["status"] == "ready", video
+        assert httpx.get(video["download_url"]).content[4:8] == b"ftyp"
+    video_call = _wait_calls(receiver, 2)[1]["json"]
+    assert video_call["video_id"] == video_id and video_call["status"] == "ready"
     secret = (Path(env["LIKENESS_DATA_DIR"]) / "webhook_secret").read_text().strip()
     verify(secret, call["body"], call["headers"])
 

@@ -10,6 +10,7 @@ from celery import Celery
 
 from likeness.replica import tasks as replica_tasks
 from likeness.runtime import Runtime
+from likeness.video import tasks as video_tasks
 from likeness.webhooks import tasks as webhook_tasks
 
 log = logging.getLogger(__name__)
@@ -22,6 +23,10 @@ def register(runtime: Runtime) -> Celery:
     @celery.task(name="replica.train", ignore_result=True)  # type: ignore[untyped-decorator]
     def train(replica_id: str) -> None:
         replica_tasks.train(deps, replica_id)
+
+    @celery.task(name="video.render", ignore_result=True)  # type: ignore[untyped-decorator]
+    def render(video_id: str) -> None:
+        video_tasks.render(deps, video_id)
 
     @celery.task(name="webhook.deliver", ignore_result=True)  # type: ignore[untyped-decorator]
     def deliver(event_id: str) -> None:
@@ -39,6 +44,7 @@ def start_sweeper(runtime: Runtime) -> threading.Event:
         while True:
             try:
                 replica_tasks.recover_stale(deps)
+                video_tasks.recover_stale(deps)
             except Exception:
                 log.warning("stale-job sweep failed", exc_info=True)
             if stop.wait(max(1.0, runtime.settings.job_lease_s / 2)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.utils import format_datetime
 
 
 def utcnow() -> datetime:
@@ -23,3 +24,13 @@ def iso_ms(moment: datetime) -> str:
     """Replica timestamps: ``2024-01-24T07:14:03.327Z``."""
     utc = as_utc(moment)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def rfc1123(moment: datetime) -> str:
+    """Video timestamps: ``Mon, 14 Jul 2025 09:14:24 GMT``."""
+    return format_datetime(as_utc(moment), usegmt=True)
+
+
+def callback_time(moment: datetime) -> str:
+    """Video callbacks: ``2024-08-28 15:27:40.824457``."""
+    return as_utc(moment).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -4,7 +4,6 @@ retries jobs whose worker died (from their last finished stage) or gives up on t
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from likeness.config import Settings
 from likeness.errors import TrainingFailure
+from likeness.jobs.heartbeat import Heartbeat
 from likeness.jobs.queue import JobQueue
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
@@ -21,6 +21,7 @@ from likeness.replica import repository, service
 from likeness.storage.local import LocalBlobStore
 from likeness.training import pipeline
 from likeness.upload import service as uploads
+from likeness.video import service as videos
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,15 @@ def train(deps: Deps, replica_id: str) -> None:
                 "quality_issue_detected",
                 f"gave up after {settings.job_max_attempts} attempts",
             )
+            failed_events = [event, *_release_videos(deps, session, replica)[1]]
             replica = None
         else:
             url, engine, finished = replica.train_video_url, replica.engine, replica.stage
     if replica is None:
-        _send(deps, event)
+        for event in failed_events:
+            _send(deps, event)
         return
 
-    heartbeat = _Heartbeat(deps.sessions, replica_id, lease)
     job = pipeline.Job(
         replica_id=replica_id,
         train_video_url=url,
@@ -88,16 +90,20 @@ def train(deps: Deps, replica_id: str) -> None:
         resolve_upload=lambda u: _resolve(deps, u),
         check_cancelled=lambda: _check_live(deps, replica_id),
     )
-    heartbeat.start()
-    event = None
+    events: list[str | None] = []
+    renders: list[str] = []
     try:
-        artifacts = pipeline.run(job, finished)
+        with Heartbeat(
+            lambda: _renew(deps, replica_id), lease.total_seconds() / 4, f"lease-{replica_id}"
+        ):
+            artifacts = pipeline.run(job, finished)
     except TrainingFailure as failure:
         log.info("replica %s failed: %s", replica_id, failure)
         with transaction(deps.sessions) as session:
             row = session.get(Replica, replica_id)
             assert row is not None
-            event = service.mark_failed(session, row, failure.failure_type, failure.detail)
+            events.append(service.mark_failed(session, row, failure.failure_type, failure.detail))
+            events += _release_videos(deps, session, row)[1]
     except Cancelled:
         log.info("replica %s deleted during training; stopped", replica_id)
         _release(deps, replica_id)
@@ -111,10 +117,12 @@ def train(deps: Deps, replica_id: str) -> None:
         with transaction(deps.sessions) as session:
             row = session.get(Replica, replica_id)
             assert row is not None
-            event = service.mark_completed(session, row, artifacts)
-    finally:
-        heartbeat.stop()
-    _send(deps, event)
+            events.append(service.mark_completed(session, row, artifacts))
+            renders = _release_videos(deps, session, row)[0]
+    for event in events:
+        _send(deps, event)
+    for video_id in renders:
+        deps.queue.enqueue(videos.RENDER_JOB, video_id)
 
 
 def recover_stale(deps: Deps) -> list[str]:
@@ -168,27 +176,14 @@ def _release(deps: Deps, replica_id: str) -> None:
             row.lease_expires_at = None
 
 
-class _Heartbeat:
-    """Renews the job's lease while it runs, so a live job is never taken for dead."""
+def _release_videos(deps: Deps, session: Session, replica: Replica) -> tuple[list[str], list[str]]:
+    settings = deps.settings
+    assert settings.api_key
+    return videos.after_replica(session, replica, settings.public_url, settings.api_key)
 
-    def __init__(self, sessions: sessionmaker[Session], replica_id: str, lease: timedelta) -> None:
-        self._sessions, self._id, self._lease = sessions, replica_id, lease
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name=f"lease-{replica_id}")
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._lease.total_seconds() / 4):
-            try:
-                with transaction(self._sessions) as session:
-                    row = session.get(Replica, self._id)
-                    if row is not None and row.status == "started":
-                        row.lease_expires_at = utcnow() + self._lease
-            except Exception:  # a missed beat is harmless; the next one retries
-                log.warning("lease renewal for %s failed", self._id, exc_info=True)
+def _renew(deps: Deps, replica_id: str) -> None:
+    with transaction(deps.sessions) as session:
+        row = session.get(Replica, replica_id)
+        if row is not None and row.status == "started":
+            row.lease_expires_at = utcnow() + timedelta(seconds=deps.settings.job_lease_s)

@@ -1,0 +1,39 @@
+"""Wire schemas for /v2/videos, in Tavus's field names."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class CreateVideo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    replica_id: str | None = Field(None, description="A completed (or training) replica.")
+    face_id: str | None = Field(None, description="Alias of replica_id.")
+    script: str | None = Field(None, description="Text the replica says (offline Piper voice).")
+    audio_url: str | None = Field(
+        None, description=".wav/.mp3 (any audio ffmpeg reads), 3 s to 10 min."
+    )
+    video_name: str | None = None
+    callback_url: str | None = None
+    background_source_url: str | None = Field(None, description="Not supported yet (400).")
+    background_url: str | None = Field(None, description="Not supported yet (400).")
+    transparent_background: bool = Field(False, description="Not supported yet (400).")
+    fast: bool = False
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+
+class CreatedVideo(BaseModel):
+    video_id: str
+    video_name: str | None
+    status: str
+    hosted_url: str
+    created_at: str
+
+
+class RenameVideo(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    video_name: str | None = None

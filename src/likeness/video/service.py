@@ -1,0 +1,205 @@
+"""Video use cases: create, read, list, rename, delete, and the state changes a render makes,
+each with its flat Tavus callback recorded in the same transaction."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from likeness.errors import BadRequest, NotFound
+from likeness.kit import signed
+from likeness.kit.clock import callback_time, rfc1123
+from likeness.kit.safe_url import is_well_formed
+from likeness.models import Replica, Video
+from likeness.replica import repository as replicas
+from likeness.storage.local import LocalBlobStore
+from likeness.video import repository
+from likeness.video.schemas import CreateVideo
+from likeness.webhooks import service as webhooks
+
+RENDER_JOB = "video.render"
+MIN_AUDIO_S = 3.0
+MAX_AUDIO_S = 600.0
+
+READY = "Your request has processed successfully!"
+QUEUED = "This request is currently queued. It should begin processing in a few minutes."
+TRAINING = (
+    "The training process for replica {} is still ongoing. Your request has been placed in "
+    "the 'queued' status and will automatically proceed to the generation phase once training "
+    "is complete."
+)
+REPLICA_ERROR = (
+    "Request Failed: The replica {} is currently in an 'error' state and cannot process requests."
+)
+FAILED = (
+    "An error occurred while generating this request. Please check your inputs or try your "
+    "request again."
+)
+
+
+def create(session: Session, body: CreateVideo) -> Video:
+    replica_id = body.replica_id or body.face_id
+    if not replica_id or replicas.get_live(session, replica_id) is None:
+        raise BadRequest("Invalid replica_id")
+    script = (body.script or "").strip()
+    if bool(script) == bool(body.audio_url):
+        raise BadRequest("Send exactly one of script or audio_url")
+    if body.audio_url and not is_well_formed(body.audio_url):
+        raise BadRequest("Invalid audio_url")
+    if body.callback_url and not is_well_formed(body.callback_url):
+        raise BadRequest("Invalid callback_url")
+    if body.background_source_url or body.background_url or body.transparent_background:
+        raise BadRequest(
+            "background_source_url, background_url and transparent_background are not supported yet"
+        )
+    video_id = secrets.token_hex(5)
+    video = Video(
+        id=video_id,
+        name=body.video_name,
+        replica_id=replica_id,
+        script=script or None,
+        audio_url=body.audio_url,
+        callback_url=body.callback_url,
+        status="queued",
+        status_details=QUEUED,
+        generation_progress=0,
+    )
+    session.add(video)
+    session.flush()
+    if not video.name:
+        video.name = f"replica_id: {replica_id} - {video.created_at:%B %d, %Y} - video: {video_id}"
+    return video
+
+
+def get(session: Session, video_id: str) -> Video:
+    video = repository.get_live(session, video_id)
+    if video is None:
+        raise NotFound("Invalid video_id")
+    return video
+
+
+def rename(session: Session, video_id: str, name: str | None) -> None:
+    if not name:
+        raise BadRequest("video_name is required")
+    get(session, video_id).name = name
+
+
+def delete(session: Session, storage: LocalBlobStore, video_id: str, hard: bool) -> None:
+    video = get(session, video_id)
+    video.deleted_at = video.updated_at
+    if hard:
+        storage.delete_tree(work_key(video_id))
+
+
+def work_key(video_id: str) -> str:
+    return f"videos/{video_id}"
+
+
+def media_base(public_url: str, api_key: str, video_id: str) -> str:
+    """Browser-openable links carry a capability token in the path (so HLS segments, which
+    a player resolves relative to the playlist, keep it)."""
+    token = signed.token(api_key, f"video:{video_id}")
+    return f"{public_url.rstrip('/')}/v2/videos/{video_id}/media/{token}"
+
+
+def to_wire(video: Video, public_url: str, api_key: str, verbose: bool = False) -> dict[str, Any]:
+    base = media_base(public_url, api_key, video.id)
+    ready = video.status == "ready"
+    out: dict[str, Any] = {
+        "video_id": video.id,
+        "video_name": video.name,
+        "replica_id": video.replica_id,
+        "status": video.status,
+        "data": {"script": video.script or ""},
+        "download_url": f"{base}/video.mp4" if ready else None,
+        "stream_url": f"{base}/index.m3u8" if ready else None,
+        "hosted_url": f"{base}/watch",
+        "status_details": video.status_details,
+        "generation_progress": f"{video.generation_progress}/100",
+        "background_url": None,
+        "background_source_url": None,
+        "error_details": video.error_details,
+        "created_at": rfc1123(video.created_at),
+        "updated_at": rfc1123(video.updated_at),
+    }
+    if verbose:
+        out["still_image_thumbnail_url"] = f"{base}/thumbnail.jpg" if ready else None
+        out["gif_thumbnail_url"] = None
+    return out
+
+
+def callback_payload(video: Video, public_url: str, api_key: str) -> dict[str, Any]:
+    wire = to_wire(video, public_url, api_key)
+    for key in ("background_url", "background_source_url"):
+        wire.pop(key)
+    wire["created_at"] = callback_time(video.created_at)
+    wire["updated_at"] = callback_time(video.updated_at)
+    return wire
+
+
+# -- render-side state changes ----------------------------------------------------------------
+
+
+def mark_waiting(video: Video, replica: Replica) -> None:
+    video.status = "queued"
+    video.status_details = TRAINING.format(replica.id)
+    video.lease_expires_at = None
+
+
+def mark_generating(video: Video) -> None:
+    video.status = "generating"
+    video.status_details = "Your request is being generated."
+
+
+def mark_ready(session: Session, video: Video, public_url: str, api_key: str) -> str | None:
+    video.status = "ready"
+    video.status_details = READY
+    video.generation_progress = 100
+    video.lease_expires_at = None
+    return _callback(session, video, public_url, api_key)
+
+
+def mark_failed(
+    session: Session, video: Video, details: str, error: str, public_url: str, api_key: str
+) -> str | None:
+    video.status = "error"
+    video.status_details = details
+    video.error_details = error
+    video.generation_progress = 0
+    video.lease_expires_at = None
+    return _callback(session, video, public_url, api_key)
+
+
+def _callback(session: Session, video: Video, public_url: str, api_key: str) -> str | None:
+    if not video.callback_url:
+        return None
+    session.flush()
+    payload = callback_payload(video, public_url, api_key)
+    return webhooks.record(session, video.callback_url, payload, video.id)
+
+
+def after_replica(
+    session: Session, replica: Replica, public_url: str, api_key: str
+) -> tuple[list[str], list[str]]:
+    """A replica finished training: its waiting videos go to render (ids returned first), or
+    fail with Tavus's message if training failed (callback events returned second)."""
+    waiting = repository.waiting_for(session, replica.id)
+    if replica.status == "completed":
+        for video in waiting:
+            video.status_details = QUEUED
+        return [v.id for v in waiting], []
+    events = []
+    for video in waiting:
+        event = mark_failed(
+            session,
+            video,
+            REPLICA_ERROR.format(replica.id),
+            "the replica failed to train",
+            public_url,
+            api_key,
+        )
+        if event:
+            events.append(event)
+    return [], events

@@ -1,0 +1,213 @@
+"""The ``video.render`` job: a replica says a script or an audio file; the MP4, an HLS
+rendition and a still go to storage; then the flat Tavus callback."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from likeness.engines.base import ReplicaModel
+from likeness.engines.registry import get_engine
+from likeness.engines.render import frames_for
+from likeness.jobs.heartbeat import Heartbeat
+from likeness.kit.clock import utcnow
+from likeness.kit.db import transaction
+from likeness.media.audio import read_audio
+from likeness.media.download import DownloadError, download
+from likeness.media.hls import write_hls, write_still
+from likeness.media.probe import Undecodable
+from likeness.media.video import AAC_RATES, write_mp4
+from likeness.models import Replica, Video
+from likeness.providers.tts_piper import synthesize
+from likeness.replica import service as replicas
+from likeness.replica.tasks import Deps
+from likeness.video import repository, service
+from likeness.webhooks.service import JOB as WEBHOOK_JOB
+
+log = logging.getLogger(__name__)
+
+VIDEO_FILE = "video.mp4"
+STILL_FILE = "thumbnail.jpg"
+HLS_DIR = "hls"
+
+
+class RenderFailure(Exception):
+    """Bad input for this video (unreadable audio, too short, too long)."""
+
+
+@lru_cache(maxsize=2)
+def _model(engine: str, bundle: Path) -> ReplicaModel:
+    return get_engine(engine).load(bundle)
+
+
+def render(deps: Deps, video_id: str) -> None:
+    settings = deps.settings
+    assert settings.api_key
+    lease = timedelta(seconds=settings.job_lease_s)
+    with transaction(deps.sessions) as session:
+        if not repository.acquire_lease(session, video_id, utcnow() + lease):
+            return
+        video = session.get(Video, video_id)
+        replica = session.get(Replica, video.replica_id) if video else None
+        assert video is not None
+        event = None
+        if replica is None or replica.deleted_at is not None or replica.status == "error":
+            event = service.mark_failed(
+                session,
+                video,
+                service.REPLICA_ERROR.format(video.replica_id),
+                "the replica is in error or deleted",
+                settings.public_url,
+                settings.api_key,
+            )
+        elif replica.status != "completed":
+            service.mark_waiting(video, replica)  # re-sent when the training ends
+            return
+        elif video.attempts > settings.job_max_attempts:
+            event = service.mark_failed(
+                session,
+                video,
+                service.FAILED,
+                "gave up after repeated attempts",
+                settings.public_url,
+                settings.api_key,
+            )
+        else:
+            service.mark_generating(video)
+            bundle = deps.storage.path(
+                f"{replicas.work_key(replica.id)}/{replica.artifacts['bundle']}"
+            )
+            engine, script, audio_url = replica.engine, video.script, video.audio_url
+    if event is not None or video.status == "error":
+        _send(deps, event)
+        return
+
+    work = deps.storage.ensure_dir(service.work_key(video_id))
+    try:
+        with Heartbeat(
+            lambda: _renew(deps, video_id), lease.total_seconds() / 4, f"lease-{video_id}"
+        ):
+            samples, rate = _audio(deps, script, audio_url, work)
+            model = _model(engine, bundle)
+            _encode(deps, video_id, model, samples, rate, work)
+    except RenderFailure as exc:
+        with transaction(deps.sessions) as session:
+            row = session.get(Video, video_id)
+            assert row is not None
+            event = service.mark_failed(
+                session, row, service.FAILED, str(exc), settings.public_url, settings.api_key
+            )
+    except Exception:
+        log.exception("video %s: unexpected error; it will be retried", video_id)
+        with transaction(deps.sessions) as session:
+            row = session.get(Video, video_id)
+            if row is not None:
+                row.lease_expires_at = None
+        deps.queue.enqueue(service.RENDER_JOB, video_id, countdown=5)
+        return
+    else:
+        with transaction(deps.sessions) as session:
+            row = session.get(Video, video_id)
+            assert row is not None
+            row.duration_s = len(samples) / rate
+            event = service.mark_ready(session, row, settings.public_url, settings.api_key)
+    _send(deps, event)
+
+
+def recover_stale(deps: Deps) -> list[str]:
+    now = utcnow()
+    with transaction(deps.sessions) as session:
+        rows = repository.stale(session, now)
+        for row in rows:
+            row.lease_expires_at = None
+        found = [row.id for row in rows]
+    for video_id in found:
+        deps.queue.enqueue(service.RENDER_JOB, video_id)
+    return found
+
+
+def _audio(
+    deps: Deps, script: str | None, audio_url: str | None, work: Path
+) -> tuple[np.ndarray, int]:
+    if script:
+        samples, rate = synthesize(script)
+    else:
+        assert audio_url
+        source = work / "audio.input"
+        try:
+            download(
+                audio_url,
+                source,
+                max_bytes=deps.settings.max_download_bytes,
+                timeout_s=deps.settings.download_timeout_s,
+                attempts=deps.settings.download_attempts,
+                allow_private=deps.settings.allow_private_urls,
+            )
+            samples, rate = read_audio(source)
+        except DownloadError as exc:
+            raise RenderFailure(f"could not download audio_url: {exc}") from exc
+        except Undecodable as exc:
+            raise RenderFailure(f"audio_url is not readable audio: {exc}") from exc
+        finally:
+            source.unlink(missing_ok=True)
+    seconds = len(samples) / rate
+    shortest = 0.0 if script else service.MIN_AUDIO_S  # the 3 s floor is audio_url's (Tavus)
+    if not shortest <= seconds <= service.MAX_AUDIO_S:
+        raise RenderFailure(
+            f"the audio lasts {seconds:.1f} s; it must last between "
+            f"{service.MIN_AUDIO_S:.0f} s and {service.MAX_AUDIO_S / 60:.0f} min"
+        )
+    return samples, rate
+
+
+def _encode(
+    deps: Deps, video_id: str, model: ReplicaModel, samples: np.ndarray, rate: int, work: Path
+) -> None:
+    if rate not in AAC_RATES:
+        from likeness.media.audio import resample
+
+        samples, rate = resample(samples, rate, 48000), 48000
+    total = max(1, int(np.ceil(len(samples) / rate * model.fps)))
+    still: list[np.ndarray] = []
+
+    def counted() -> Iterator[np.ndarray]:
+        last_pct = 0
+        for index, image in enumerate(frames_for(model, samples, rate)):
+            if index == min(total - 1, int(model.fps)):
+                still.append(image)
+            pct = min(95, int(95 * (index + 1) / total))
+            if pct >= last_pct + 5:
+                last_pct = pct
+                _progress(deps, video_id, pct)
+            yield image
+
+    partial = work / (VIDEO_FILE + ".partial")
+    write_mp4(partial, counted(), model.fps, samples, rate)
+    partial.replace(work / VIDEO_FILE)
+    write_hls(work / VIDEO_FILE, work / HLS_DIR)
+    if still:
+        write_still(still[0], work / STILL_FILE)
+
+
+def _progress(deps: Deps, video_id: str, pct: int) -> None:
+    with transaction(deps.sessions) as session:
+        row = session.get(Video, video_id)
+        if row is not None and row.status == "generating":
+            row.generation_progress = pct
+
+
+def _renew(deps: Deps, video_id: str) -> None:
+    with transaction(deps.sessions) as session:
+        row = session.get(Video, video_id)
+        if row is not None and row.status == "generating":
+            row.lease_expires_at = utcnow() + timedelta(seconds=deps.settings.job_lease_s)
+
+
+def _send(deps: Deps, event_id: str | None) -> None:
+    if event_id:
+        deps.queue.enqueue(WEBHOOK_JOB, event_id)

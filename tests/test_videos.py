@@ -1,0 +1,198 @@
+"""/v2/videos: the wire contract and real renders through the video.render job."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import av
+import pytest
+from fastapi.testclient import TestClient
+
+from likeness.kit.db import transaction
+from likeness.models import Video, WebhookEvent
+from likeness.replica import service as replicas
+from likeness.replica import tasks as replica_tasks
+from likeness.runtime import Runtime
+from likeness.video import service
+from likeness.video import tasks as video_tasks
+
+from .conftest import FIXTURES
+
+RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
+
+
+def _deps(runtime: Runtime) -> replica_tasks.Deps:
+    settings = runtime.settings.model_copy(update={"min_duration_s": 5.0})
+    return replica_tasks.Deps(runtime.sessions, runtime.storage, settings, runtime.queue)
+
+
+def _replica(client: TestClient, runtime: Runtime, train: bool = True) -> str:
+    replica_id = client.post(
+        "/v2/replicas", json={"train_video_url": "http://127.0.0.1:9/gone.mp4"}
+    ).json()["replica_id"]
+    if train:  # the URL is dead: the finished download stage is the fixture itself
+        work = runtime.storage.ensure_dir(replicas.work_key(replica_id))
+        shutil.copyfile(FIXTURES / "short_talk.mp4", work / "source.media")
+        with transaction(runtime.sessions) as session:
+            row = replicas.get(session, replica_id)
+            row.stage = "download"
+        replica_tasks.train(_deps(runtime), replica_id)
+        assert client.get(f"/v2/replicas/{replica_id}").json()["status"] == "completed"
+    return replica_id
+
+
+def _path(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def test_create_validates_its_input(client: TestClient, runtime: Runtime) -> None:
+    replica_id = _replica(client, runtime, train=False)
+    bad = [
+        {"script": "hello"},
+        {"replica_id": "rnope", "script": "hello"},
+        {"replica_id": replica_id},
+        {"replica_id": replica_id, "script": "hi", "audio_url": "https://x/y.wav"},
+        {"replica_id": replica_id, "audio_url": "not a url"},
+        {"replica_id": replica_id, "script": "hi", "transparent_background": True},
+    ]
+    for payload in bad:
+        response = client.post("/v2/videos", json=payload)
+        assert response.status_code == 400, payload
+        assert response.json()["error"] == response.json()["message"]
+
+
+def test_wire_format_and_lifecycle(client: TestClient, runtime: Runtime) -> None:
+    replica_id = _replica(client, runtime, train=False)
+    created = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "script": "Hello.", "video_name": "Greeting"}
+    )
+    assert created.status_code == 200
+    body = created.json()
+    assert set(body) == {"video_id", "video_name", "status", "hosted_url", "created_at"}
+    assert re.fullmatch(r"[0-9a-f]{10}", body["video_id"]) and body["status"] == "queued"
+    assert RFC1123.match(body["created_at"])
+    video_id = body["video_id"]
+    one = client.get(f"/v2/videos/{video_id}").json()
+    assert one["data"] == {"script": "Hello."} and one["download_url"] is None
+    assert one["generation_progress"] == "0/100" and one["replica_id"] == replica_id
+    assert (
+        "still_image_thumbnail_url"
+        in client.get(f"/v2/videos/{video_id}", params={"verbose": True}).json()
+    )
+    listed = client.get("/v2/videos").json()
+    assert listed["total_count"] == 1 and listed["data"][0]["video_id"] == video_id
+    assert client.patch(f"/v2/videos/{video_id}/name", json={"video_name": "Hi"}).status_code == 200
+    assert client.get(f"/v2/videos/{video_id}").json()["video_name"] == "Hi"
+    page = client.get(_path(body["hosted_url"]), headers={"x-api-key": ""})
+    assert page.status_code == 200 and "queued" in page.text
+    forged = _path(body["hosted_url"]).replace("/media/", "/media/0")
+    assert client.get(forged, headers={"x-api-key": ""}).status_code == 401
+    assert client.delete(f"/v2/videos/{video_id}").status_code == 200
+    assert client.get(f"/v2/videos/{video_id}").status_code == 404
+
+
+def test_script_renders_to_mp4_hls_and_a_callback(client: TestClient, runtime: Runtime) -> None:
+    replica_id = _replica(client, runtime)
+    video_id = client.post(
+        "/v2/videos",
+        json={
+            "replica_id": replica_id,
+            "callback_url": "http://127.0.0.1:9/hook",
+            "script": "Hello there. I am a replica, and these words were never in my video.",
+        },
+    ).json()["video_id"]
+    video_tasks.render(_deps(runtime), video_id)
+    body = client.get(f"/v2/videos/{video_id}", params={"verbose": True}).json()
+    assert body["status"] == "ready", body
+    assert body["generation_progress"] == "100/100"
+    assert body["status_details"] == "Your request has processed successfully!"
+    mp4 = client.get(_path(body["download_url"]), headers={"x-api-key": ""})
+    assert mp4.status_code == 200 and mp4.content[4:8] == b"ftyp"
+    playlist = client.get(_path(body["stream_url"]), headers={"x-api-key": ""})
+    assert playlist.status_code == 200 and "#EXTM3U" in playlist.text
+    segment = playlist.text.strip().splitlines()[-2]
+    base = _path(body["stream_url"]).rsplit("/", 1)[0]
+    assert client.get(f"{base}/{segment}", headers={"x-api-key": ""}).status_code == 200
+    still = client.get(_path(body["still_image_thumbnail_url"]), headers={"x-api-key": ""})
+    assert still.content[:2] == b"\xff\xd8"
+    watch = client.get(_path(body["hosted_url"]), headers={"x-api-key": ""})
+    assert '<video src="video.mp4"' in watch.text
+    path = runtime.storage.path(f"videos/{video_id}/video.mp4")
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.width == 400
+        assert container.streams.audio[0].codec_context.name == "aac"
+    with runtime.sessions() as session:
+        event = session.query(WebhookEvent).filter_by(subject_id=video_id).one()
+        payload = event.payload
+    assert payload["status"] == "ready" and payload["video_id"] == video_id
+    assert payload["download_url"] and payload["replica_id"] == replica_id
+    assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$", payload["created_at"])
+    json.dumps(payload)
+
+
+def test_audio_url_and_its_limits(
+    client: TestClient, runtime: Runtime, media_server: tuple[str, Path]
+) -> None:
+    files, _ = media_server
+    replica_id = _replica(client, runtime)
+    good = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "audio_url": f"{files}/librivox_0870.wav"}
+    )
+    short = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "audio_url": f"{files}/single_face.mp4"}
+    )
+    for response in (good, short):
+        video_tasks.render(_deps(runtime), response.json()["video_id"])
+    assert client.get(f"/v2/videos/{good.json()['video_id']}").json()["status"] == "ready"
+    failed = client.get(f"/v2/videos/{short.json()['video_id']}").json()
+    assert failed["status"] == "error" and failed["download_url"] is None
+    assert failed["status_details"] == service.FAILED
+    assert "between 3 s and 10 min" in failed["error_details"]
+
+
+def test_a_video_waits_for_its_replica(client: TestClient, runtime: Runtime) -> None:
+    replica_id = _replica(client, runtime, train=False)
+    video_id = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "script": "Wait for me please."}
+    ).json()["video_id"]
+    video_tasks.render(_deps(runtime), video_id)
+    waiting = client.get(f"/v2/videos/{video_id}").json()
+    assert waiting["status"] == "queued"
+    assert waiting["status_details"] == service.TRAINING.format(replica_id)
+    with transaction(runtime.sessions) as session:  # the replica fails to train
+        row = replicas.get(session, replica_id)
+        replicas.mark_failed(session, row, "video_duration", "too short")
+        to_render, _events = service.after_replica(session, row, "http://h", "k")
+    assert to_render == []
+    failed = client.get(f"/v2/videos/{video_id}").json()
+    assert failed["status"] == "error"
+    assert failed["status_details"] == service.REPLICA_ERROR.format(replica_id)
+
+
+def test_training_completion_releases_waiting_videos(client: TestClient, runtime: Runtime) -> None:
+    replica_id = _replica(client, runtime, train=False)
+    video_id = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "script": "Now I can speak."}
+    ).json()["video_id"]
+    with transaction(runtime.sessions) as session:
+        row = replicas.get(session, replica_id)
+        replicas.mark_completed(session, row, {"bundle": "bundle"})
+        to_render, _ = service.after_replica(session, row, "http://h", "k")
+    assert to_render == [video_id]
+    with runtime.sessions() as session:
+        video = session.get(Video, video_id)
+        assert video is not None and video.status_details == service.QUEUED
+
+
+@pytest.mark.parametrize("hard", [False, True])
+def test_delete(client: TestClient, runtime: Runtime, hard: bool) -> None:
+    replica_id = _replica(client, runtime)
+    video_id = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "script": "Short lived."}
+    ).json()["video_id"]
+    video_tasks.render(_deps(runtime), video_id)
+    assert client.delete(f"/v2/videos/{video_id}", params={"hard": hard}).status_code == 200
+    assert runtime.storage.path(f"videos/{video_id}").exists() is not hard
