@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -56,7 +57,13 @@ def test_create_validates_its_input(client: TestClient, runtime: Runtime) -> Non
         {"replica_id": replica_id},
         {"replica_id": replica_id, "script": "hi", "audio_url": "https://x/y.wav"},
         {"replica_id": replica_id, "audio_url": "not a url"},
-        {"replica_id": replica_id, "script": "hi", "transparent_background": True},
+        {"replica_id": replica_id, "script": "hi", "background_url": "https://example.com"},
+        {
+            "replica_id": replica_id,
+            "script": "hi",
+            "transparent_background": True,
+            "background_source_url": "https://example.com/bg.mp4",
+        },
     ]
     for payload in bad:
         response = client.post("/v2/videos", json=payload)
@@ -196,3 +203,57 @@ def test_delete(client: TestClient, runtime: Runtime, hard: bool) -> None:
     video_tasks.render(_deps(runtime), video_id)
     assert client.delete(f"/v2/videos/{video_id}", params={"hard": hard}).status_code == 200
     assert runtime.storage.path(f"videos/{video_id}").exists() is not hard
+
+
+def test_transparent_background_is_vp9_with_a_real_alpha(
+    client: TestClient, runtime: Runtime
+) -> None:
+    replica_id = _replica(client, runtime)
+    video_id = client.post(
+        "/v2/videos",
+        json={
+            "replica_id": replica_id,
+            "script": "No background behind me.",
+            "transparent_background": True,
+        },
+    ).json()["video_id"]
+    video_tasks.render(_deps(runtime), video_id)
+    body = client.get(f"/v2/videos/{video_id}").json()
+    assert body["status"] == "ready", body
+    assert body["download_url"].endswith("/video.webm") and body["stream_url"] is None
+    path = runtime.storage.path(f"videos/{video_id}/video.webm")
+    decoder = av.CodecContext.create("libvpx-vp9", "r")
+    with av.open(str(path)) as container:
+        assert container.streams.audio[0].codec_context.name == "opus"
+        frame = next(
+            f for p in container.demux(container.streams.video[0]) for f in decoder.decode(p)
+        )
+    assert frame.format.name == "yuva420p"
+    alpha = frame.to_ndarray(format="rgba")[:, :, 3]
+    centre = alpha[100:200, 150:250]  # the face
+    corner = alpha[:40, :40]  # the wall behind him
+    assert centre.mean() > 200 and corner.mean() < 60
+
+
+def test_background_source_replaces_the_background(
+    client: TestClient, runtime: Runtime, media_server: tuple[str, Path]
+) -> None:
+    files, _ = media_server
+    replica_id = _replica(client, runtime)
+    plain, swapped = (
+        client.post(
+            "/v2/videos", json={"replica_id": replica_id, "script": "Where am I?", **extra}
+        ).json()["video_id"]
+        for extra in ({}, {"background_source_url": f"{files}/world.mp4"})
+    )
+    for video_id in (plain, swapped):
+        video_tasks.render(_deps(runtime), video_id)
+        assert client.get(f"/v2/videos/{video_id}").json()["status"] == "ready"
+
+    def first_frame(video_id: str) -> np.ndarray:
+        with av.open(str(runtime.storage.path(f"videos/{video_id}/video.mp4"))) as c:
+            return next(c.decode(video=0)).to_ndarray(format="rgb24").astype(np.float32)
+
+    a, b = first_frame(plain), first_frame(swapped)
+    assert np.abs(a[:40, :40] - b[:40, :40]).mean() > 40  # the wall is gone
+    assert np.abs(a[120:200, 170:230] - b[120:200, 170:230]).mean() < 12  # he is not

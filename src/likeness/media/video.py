@@ -7,6 +7,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 
 from likeness.media.probe import Undecodable
@@ -82,8 +83,8 @@ def _write_audio(
     stream: av.AudioStream,
     audio: np.ndarray,
     sample_rate_hz: int,
+    block: int = 1024,
 ) -> None:
-    block = 1024
     pcm = audio.astype(np.float32).reshape(1, -1)
     for start in range(0, pcm.shape[1], block):
         chunk = np.ascontiguousarray(pcm[:, start : start + block])
@@ -93,3 +94,62 @@ def _write_audio(
         frame.time_base = Fraction(1, sample_rate_hz)
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
+
+
+def loop_frames(path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """Endless (H, W, 3) uint8 RGB frames of ``path``, scaled to cover ``size`` = (W, H) and
+    centre-cropped; the video starts over when it ends."""
+    width, height = size
+    while True:
+        count = 0
+        for rgb in iter_frames(path):
+            count += 1
+            scale = max(width / rgb.shape[1], height / rgb.shape[0])
+            resized = cv2.resize(
+                rgb,
+                (max(width, round(rgb.shape[1] * scale)), max(height, round(rgb.shape[0] * scale))),
+            )
+            y0 = (resized.shape[0] - height) // 2
+            x0 = (resized.shape[1] - width) // 2
+            yield resized[y0 : y0 + height, x0 : x0 + width]
+        if count == 0:
+            raise Undecodable(f"{path.name} has no video frames")
+
+
+def write_webm_alpha(
+    path: Path,
+    frames: Iterable[np.ndarray],
+    fps: float,
+    audio: np.ndarray,
+    sample_rate_hz: int,
+) -> int:
+    """Encode (H, W, 4) uint8 RGBA frames as VP9 with alpha (yuva420p) plus Opus audio."""
+    from likeness.media.audio import resample
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rate = Fraction(fps).limit_denominator(1001)
+    pcm = resample(audio, sample_rate_hz, 48000)
+    count = 0
+    with av.open(str(path), mode="w", format="webm") as container:
+        vstream = container.add_stream("libvpx-vp9", rate=rate)
+        vstream.pix_fmt = "yuva420p"
+        vstream.options = {
+            "deadline": "realtime",
+            "cpu-used": "8",
+            "row-mt": "1",
+            "crf": "32",
+            "b": "0",
+        }
+        astream = container.add_stream("libopus", rate=48000)
+        astream.layout = "mono"
+        for image in frames:
+            if count == 0:
+                vstream.width, vstream.height = image.shape[1], image.shape[0]
+            frame = av.VideoFrame.from_ndarray(image, format="rgba")
+            frame.pts = count
+            frame.time_base = 1 / rate
+            container.mux(vstream.encode(frame))
+            count += 1
+        container.mux(vstream.encode(None))
+        _write_audio(container, astream, pcm, 48000, block=960)
+    return count

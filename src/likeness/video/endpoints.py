@@ -18,7 +18,7 @@ from likeness.kit.db import transaction
 from likeness.runtime import Runtime
 from likeness.video import repository, service
 from likeness.video.schemas import CreatedVideo, CreateVideo, RenameVideo
-from likeness.video.tasks import HLS_DIR, STILL_FILE, VIDEO_FILE
+from likeness.video.tasks import HLS_DIR, STILL_FILE, VIDEO_FILE, WEBM_FILE
 
 log = logging.getLogger(__name__)
 api = APIRouter(prefix="/v2/videos", tags=["videos"])
@@ -113,6 +113,19 @@ def download(video_id: str, token: str, rt: Runtime = Depends(_runtime)) -> File
 
 
 @media.get(
+    "/{video_id}/media/{token}/video.webm",
+    response_class=FileResponse,
+    summary="Download the transparent WebM (download_url)",
+)
+def download_webm(video_id: str, token: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
+    return FileResponse(
+        _ready_dir(rt, video_id, token) / WEBM_FILE,
+        media_type="video/webm",
+        filename=f"{video_id}.webm",
+    )
+
+
+@media.get(
     "/{video_id}/media/{token}/thumbnail.jpg",
     response_class=FileResponse,
     summary="A still from the video",
@@ -145,8 +158,9 @@ def _watch(rt: Runtime, video_id: str, token: str) -> HTMLResponse:
         name = html.escape(video.name or video_id)
         status = html.escape(video.status_details or video.status)
         ready = video.status == "ready"
+        source = WEBM_FILE if video.transparent_background else VIDEO_FILE
     body = (
-        '<video src="video.mp4" controls playsinline style="max-width:100%"></video>'
+        f'<video src="{source}" controls playsinline style="max-width:100%"></video>'
         if ready
         else f"<p>{status}</p><script>setTimeout(() => location.reload(), 3000)</script>"
     )

@@ -18,9 +18,13 @@ class CreateVideo(BaseModel):
     )
     video_name: str | None = None
     callback_url: str | None = None
-    background_source_url: str | None = Field(None, description="Not supported yet (400).")
-    background_url: str | None = Field(None, description="Not supported yet (400).")
-    transparent_background: bool = Field(False, description="Not supported yet (400).")
+    background_source_url: str | None = Field(
+        None, description="A video to put behind the person (looped), by segmentation."
+    )
+    background_url: str | None = Field(None, description="A website: not supported (400).")
+    transparent_background: bool = Field(
+        False, description="A WebM (VP9 with alpha, Opus audio) with the background removed."
+    )
     fast: bool = False
     properties: dict[str, Any] = Field(default_factory=dict)
 

@@ -50,10 +50,15 @@ def create(session: Session, body: CreateVideo) -> Video:
         raise BadRequest("Invalid audio_url")
     if body.callback_url and not is_well_formed(body.callback_url):
         raise BadRequest("Invalid callback_url")
-    if body.background_source_url or body.background_url or body.transparent_background:
+    if body.background_url:
         raise BadRequest(
-            "background_source_url, background_url and transparent_background are not supported yet"
+            "background_url (a recorded website) is not supported; send "
+            "background_source_url (a video file)"
         )
+    if body.background_source_url and not is_well_formed(body.background_source_url):
+        raise BadRequest("Invalid background_source_url")
+    if body.background_source_url and body.transparent_background:
+        raise BadRequest("Send background_source_url or transparent_background, not both")
     video_id = secrets.token_hex(5)
     video = Video(
         id=video_id,
@@ -62,6 +67,8 @@ def create(session: Session, body: CreateVideo) -> Video:
         script=script or None,
         audio_url=body.audio_url,
         callback_url=body.callback_url,
+        background_source_url=body.background_source_url,
+        transparent_background=body.transparent_background,
         status="queued",
         status_details=QUEUED,
         generation_progress=0,
@@ -107,19 +114,21 @@ def media_base(public_url: str, api_key: str, video_id: str) -> str:
 def to_wire(video: Video, public_url: str, api_key: str, verbose: bool = False) -> dict[str, Any]:
     base = media_base(public_url, api_key, video.id)
     ready = video.status == "ready"
+    file_name = "video.webm" if video.transparent_background else "video.mp4"
+    streamable = ready and not video.transparent_background
     out: dict[str, Any] = {
         "video_id": video.id,
         "video_name": video.name,
         "replica_id": video.replica_id,
         "status": video.status,
         "data": {"script": video.script or ""},
-        "download_url": f"{base}/video.mp4" if ready else None,
-        "stream_url": f"{base}/index.m3u8" if ready else None,
+        "download_url": f"{base}/{file_name}" if ready else None,
+        "stream_url": f"{base}/index.m3u8" if streamable else None,
         "hosted_url": f"{base}/watch",
         "status_details": video.status_details,
         "generation_progress": f"{video.generation_progress}/100",
         "background_url": None,
-        "background_source_url": None,
+        "background_source_url": video.background_source_url,
         "error_details": video.error_details,
         "created_at": rfc1123(video.created_at),
         "updated_at": rfc1123(video.updated_at),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,7 @@ import numpy as np
 from likeness.engines.base import ReplicaModel
 from likeness.engines.registry import get_engine
 from likeness.engines.render import frames_for
+from likeness.face.segmentation import PersonMatte
 from likeness.jobs.heartbeat import Heartbeat
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
@@ -21,7 +23,7 @@ from likeness.media.audio import read_audio
 from likeness.media.download import DownloadError, download
 from likeness.media.hls import write_hls, write_still
 from likeness.media.probe import Undecodable
-from likeness.media.video import AAC_RATES, write_mp4
+from likeness.media.video import AAC_RATES, iter_frames, loop_frames, write_mp4, write_webm_alpha
 from likeness.models import Replica, Video
 from likeness.providers.tts_piper import synthesize
 from likeness.replica import service as replicas
@@ -32,6 +34,7 @@ from likeness.webhooks.service import JOB as WEBHOOK_JOB
 log = logging.getLogger(__name__)
 
 VIDEO_FILE = "video.mp4"
+WEBM_FILE = "video.webm"
 STILL_FILE = "thumbnail.jpg"
 HLS_DIR = "hls"
 
@@ -83,6 +86,7 @@ def render(deps: Deps, video_id: str) -> None:
                 f"{replicas.work_key(replica.id)}/{replica.artifacts['bundle']}"
             )
             engine, script, audio_url = replica.engine, video.script, video.audio_url
+            background, transparent = video.background_source_url, video.transparent_background
     if event is not None or video.status == "error":
         _send(deps, event)
         return
@@ -94,7 +98,8 @@ def render(deps: Deps, video_id: str) -> None:
         ):
             samples, rate = _audio(deps, script, audio_url, work)
             model = _model(engine, bundle)
-            _encode(deps, video_id, model, samples, rate, work)
+            looks = _Looks(transparent, _background(deps, background, work))
+            _encode(deps, video_id, model, samples, rate, work, looks)
     except RenderFailure as exc:
         with transaction(deps.sessions) as session:
             row = session.get(Video, video_id)
@@ -165,8 +170,41 @@ def _audio(
     return samples, rate
 
 
+@dataclass(frozen=True)
+class _Looks:
+    transparent: bool
+    background: Path | None
+
+
+def _background(deps: Deps, url: str | None, work: Path) -> Path | None:
+    if not url:
+        return None
+    path = work / "background.input"
+    try:
+        download(
+            url,
+            path,
+            max_bytes=deps.settings.max_download_bytes,
+            timeout_s=deps.settings.download_timeout_s,
+            attempts=deps.settings.download_attempts,
+            allow_private=deps.settings.allow_private_urls,
+        )
+        next(iter_frames(path))
+    except DownloadError as exc:
+        raise RenderFailure(f"could not download background_source_url: {exc}") from exc
+    except (Undecodable, StopIteration) as exc:
+        raise RenderFailure("background_source_url is not a readable video") from exc
+    return path
+
+
 def _encode(
-    deps: Deps, video_id: str, model: ReplicaModel, samples: np.ndarray, rate: int, work: Path
+    deps: Deps,
+    video_id: str,
+    model: ReplicaModel,
+    samples: np.ndarray,
+    rate: int,
+    work: Path,
+    looks: _Looks,
 ) -> None:
     if rate not in AAC_RATES:
         from likeness.media.audio import resample
@@ -186,12 +224,36 @@ def _encode(
                 _progress(deps, video_id, pct)
             yield image
 
-    partial = work / (VIDEO_FILE + ".partial")
-    write_mp4(partial, counted(), model.fps, samples, rate)
-    partial.replace(work / VIDEO_FILE)
-    write_hls(work / VIDEO_FILE, work / HLS_DIR)
+    if looks.transparent:
+        partial = work / (WEBM_FILE + ".partial")
+        write_webm_alpha(partial, _matted(counted(), None, model), model.fps, samples, rate)
+        partial.replace(work / WEBM_FILE)
+    else:
+        frames = counted()
+        if looks.background is not None:
+            frames = _matted(frames, looks.background, model)
+        partial = work / (VIDEO_FILE + ".partial")
+        write_mp4(partial, frames, model.fps, samples, rate)
+        partial.replace(work / VIDEO_FILE)
+        write_hls(work / VIDEO_FILE, work / HLS_DIR)
     if still:
         write_still(still[0], work / STILL_FILE)
+
+
+def _matted(
+    frames: Iterator[np.ndarray], background: Path | None, model: ReplicaModel
+) -> Iterator[np.ndarray]:
+    """With a background: the person over it. Without: RGBA with the person's matte."""
+    backdrop = loop_frames(background, (model.width, model.height)) if background else None
+    with PersonMatte() as matte:
+        for image in frames:
+            alpha = matte.alpha(image)
+            if backdrop is None:
+                yield np.dstack([image, (alpha * 255.0 + 0.5).astype(np.uint8)])
+            else:
+                a = alpha[:, :, None]
+                behind = next(backdrop).astype(np.float32)
+                yield (image * a + behind * (1.0 - a) + 0.5).astype(np.uint8)
 
 
 def _progress(deps: Deps, video_id: str, pct: int) -> None:
