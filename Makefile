@@ -37,6 +37,7 @@ typecheck: $(VENV)/.installed-dev ## mypy --strict on src/
 bench: $(VENV)/.installed-dev ## Print the training and rendering figures
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/render.py
+	$(BIN)/python benchmarks/lipsync.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

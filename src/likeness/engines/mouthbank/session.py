@@ -39,6 +39,7 @@ class MouthbankSession:
         self._ended = False
         self._peak = _Peak(self.fps)
         self._last_open = model.closed_opening
+        self._last_rel = 0.0
 
     # -- the interface -------------------------------------------------------------------
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
@@ -82,7 +83,12 @@ class MouthbankSession:
             else:
                 next_open = opening
             smoothed = 0.25 * self._last_open + 0.5 * opening + 0.25 * next_open
+            next_rel = float(rel[k + 1]) if nxt else float(rel[k])
+            dip = rel[k] <= self._last_rel and rel[k] <= next_rel
+            if speaking and F.is_closure(float(rel[k]), float(raw[k, 1]), bool(dip)):
+                smoothed = self.model.closed_opening  # lips meet: /p b m/ and their kin
             self._last_open = opening
+            self._last_rel = float(rel[k])
             frames.append(self._render(smoothed, width, speaking))
             self._done = utt_frame + 1
         self._trim()
@@ -101,6 +107,7 @@ class MouthbankSession:
         self._done = 0
         self._peaked = 0
         self._ended = False
+        self._last_rel = 0.0
         self._peak = _Peak(self.fps)
         self._last_open = self.model.closed_opening
 
