@@ -53,7 +53,6 @@ def write_mp4(
     so the file's audio track is exactly the input's length."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
-    count = 0
     with av.open(str(path), mode="w", format="mp4") as container:
         vstream = container.add_stream("libx264", rate=rate)
         vstream.pix_fmt = "yuv420p"
@@ -64,17 +63,30 @@ def write_mp4(
                 raise ValueError(f"AAC cannot carry {sample_rate_hz} Hz")
             astream = container.add_stream("aac", rate=sample_rate_hz)
             astream.layout = "mono"
-        for image in frames:
-            if count == 0:
-                vstream.width, vstream.height = image.shape[1], image.shape[0]
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            frame.pts = count
-            frame.time_base = 1 / rate
-            container.mux(vstream.encode(frame))
-            count += 1
-        container.mux(vstream.encode(None))
+        count = _write_frames(container, vstream, frames, rate, "rgb24")
         if astream is not None and audio is not None:
             _write_audio(container, astream, audio, sample_rate_hz)
+    return count
+
+
+def _write_frames(
+    container: av.container.OutputContainer,
+    stream: av.VideoStream,
+    frames: Iterable[np.ndarray],
+    rate: Fraction,
+    pixel_format: str,
+) -> int:
+    """Encode and mux frames with explicit pts; the stream takes the first frame's size."""
+    count = 0
+    for image in frames:
+        if count == 0:
+            stream.width, stream.height = image.shape[1], image.shape[0]
+        frame = av.VideoFrame.from_ndarray(image, format=pixel_format)
+        frame.pts = count
+        frame.time_base = 1 / rate
+        container.mux(stream.encode(frame))
+        count += 1
+    container.mux(stream.encode(None))
     return count
 
 
@@ -129,7 +141,6 @@ def write_webm_alpha(
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     pcm = resample(audio, sample_rate_hz, 48000)
-    count = 0
     with av.open(str(path), mode="w", format="webm") as container:
         vstream = container.add_stream("libvpx-vp9", rate=rate)
         vstream.pix_fmt = "yuva420p"
@@ -142,14 +153,6 @@ def write_webm_alpha(
         }
         astream = container.add_stream("libopus", rate=48000)
         astream.layout = "mono"
-        for image in frames:
-            if count == 0:
-                vstream.width, vstream.height = image.shape[1], image.shape[0]
-            frame = av.VideoFrame.from_ndarray(image, format="rgba")
-            frame.pts = count
-            frame.time_base = 1 / rate
-            container.mux(vstream.encode(frame))
-            count += 1
-        container.mux(vstream.encode(None))
+        count = _write_frames(container, vstream, frames, rate, "rgba")
         _write_audio(container, astream, pcm, 48000, block=960)
     return count

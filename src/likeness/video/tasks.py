@@ -145,17 +145,8 @@ def _audio(
         assert audio_url
         source = work / "audio.input"
         try:
-            download(
-                audio_url,
-                source,
-                max_bytes=deps.settings.max_download_bytes,
-                timeout_s=deps.settings.download_timeout_s,
-                attempts=deps.settings.download_attempts,
-                allow_private=deps.settings.allow_private_urls,
-            )
+            _fetch(deps, audio_url, source, "audio_url")
             samples, rate = read_audio(source)
-        except DownloadError as exc:
-            raise RenderFailure(f"could not download audio_url: {exc}") from exc
         except Undecodable as exc:
             raise RenderFailure(f"audio_url is not readable audio: {exc}") from exc
         finally:
@@ -176,22 +167,29 @@ class _Looks:
     background: Path | None
 
 
+def _fetch(deps: Deps, url: str, path: Path, field: str) -> None:
+    """Download a user-supplied URL under the same limits as training videos."""
+    settings = deps.settings
+    try:
+        download(
+            url,
+            path,
+            max_bytes=settings.max_download_bytes,
+            timeout_s=settings.download_timeout_s,
+            attempts=settings.download_attempts,
+            allow_private=settings.allow_private_urls,
+        )
+    except DownloadError as exc:
+        raise RenderFailure(f"could not download {field}: {exc}") from exc
+
+
 def _background(deps: Deps, url: str | None, work: Path) -> Path | None:
     if not url:
         return None
     path = work / "background.input"
     try:
-        download(
-            url,
-            path,
-            max_bytes=deps.settings.max_download_bytes,
-            timeout_s=deps.settings.download_timeout_s,
-            attempts=deps.settings.download_attempts,
-            allow_private=deps.settings.allow_private_urls,
-        )
+        _fetch(deps, url, path, "background_source_url")
         next(iter_frames(path))
-    except DownloadError as exc:
-        raise RenderFailure(f"could not download background_source_url: {exc}") from exc
     except (Undecodable, StopIteration) as exc:
         raise RenderFailure("background_source_url is not a readable video") from exc
     return path
