@@ -32,6 +32,9 @@ MAX_YAW = 0.18
 QUANTILES = np.linspace(0.0, 1.0, 41)
 PCA_DIMS = 8
 JPEG_QUALITY = 90
+# Mouth crops keep the video's own resolution up to this inter-ocular distance (sharpness
+# vs bundle size and memory: 160 px keeps a 1080p face sharp in ~0.4 GB for 1,500 crops).
+MAX_CANONICAL_IOD_PX = 160.0
 
 
 def fit(
@@ -57,7 +60,7 @@ def fit(
     )
     frame_to_unit = _compose(unit, to_ref)  # (V, 2, 3)
     unit_points = align.apply(frame_to_unit, points[index])  # (V, 478, 2)
-    scale = float(np.clip(np.median(lm.inter_ocular(points[index])), 40.0, 120.0))
+    scale = float(np.clip(np.median(lm.inter_ocular(points[index])), 40.0, MAX_CANONICAL_IOD_PX))
     box = _crop_box(unit_points)
     to_px = np.array([[scale, 0, -box[0] * scale], [0, scale, -box[1] * scale]], np.float32)
     frame_to_canon = _compose(to_px, frame_to_unit)
