@@ -85,8 +85,8 @@ class MouthbankSession:
             smoothed = 0.25 * self._last_open + 0.5 * opening + 0.25 * next_open
             next_rel = float(rel[k + 1]) if nxt else float(rel[k])
             dip = rel[k] <= self._last_rel and rel[k] <= next_rel
-            if speaking and F.is_closure(float(rel[k]), float(raw[k, 1]), bool(dip)):
-                smoothed = self.model.closed_opening  # lips meet: /p b m/ and their kin
+            if not speaking or F.is_closure(float(rel[k]), float(raw[k, 1]), bool(dip)):
+                smoothed = self.model.closed_opening  # lips meet: pauses, /p b m/ and kin
             self._last_open = opening
             self._last_rel = float(rel[k])
             frames.append(self._render(smoothed, width, speaking))
