@@ -3,7 +3,10 @@ shared by the API (app.py), the worker (jobs/worker.py) and the CLI."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,3 +44,10 @@ def build_runtime(settings: Settings, migrate: bool = True) -> Runtime:
         storage=LocalBlobStore(data / "files"),
         queue=JobQueue(make_celery(settings.resolved_broker_url)),
     )
+
+
+def keep_temp_files_under(folder: Path) -> None:
+    """Spooled uploads and other temp files go under the data dir, not the system's /tmp."""
+    folder.mkdir(exist_ok=True)
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = str(folder)

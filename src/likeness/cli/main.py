@@ -32,12 +32,13 @@ def serve(
 
     from likeness.app import create_app
     from likeness.jobs.embedded import EmbeddedWorker
-    from likeness.runtime import build_runtime
+    from likeness.runtime import build_runtime, keep_temp_files_under
 
     settings = _settings()
     key_file = settings.resolved_data_dir / "api_key"
     announce = settings.api_key is None and not key_file.exists()
     runtime = build_runtime(settings)
+    keep_temp_files_under(runtime.settings.resolved_data_dir / "tmp")
     if announce:
         typer.echo(f"Generated an API key (kept in {key_file}); send it as x-api-key:")
         typer.echo(f"  {runtime.settings.api_key}")
@@ -60,10 +61,11 @@ def worker(
 ) -> None:
     """Run a worker alone (scale out: many workers, one broker, one database)."""
     from likeness.jobs.worker import run_worker
-    from likeness.runtime import build_runtime
+    from likeness.runtime import build_runtime, keep_temp_files_under
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
     runtime = build_runtime(_settings())
+    keep_temp_files_under(runtime.settings.resolved_data_dir / "tmp")
     run_worker(runtime, concurrency or runtime.settings.worker_concurrency, loglevel)
 
 
