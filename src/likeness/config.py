@@ -41,6 +41,18 @@ class Settings(BaseSettings):
     min_fps: float = 20.0
     min_face_share: float = 0.5
 
+    # Upload checks (training/checks.py documents how each default was measured).
+    check_cut_change: float = 25.0
+    check_second_face_share: float = 0.2
+    check_turned_yaw: float = 0.3
+    check_turned_share: float = 0.25
+    check_min_face_height: float = 0.08
+    check_max_face_height: float = 0.45
+    check_distance_range: float = 0.7
+    check_lighting_range: float = 60.0
+    check_min_brightness: float = 35.0
+    check_min_speech_share: float = 0.1
+
     # Jobs: a training job whose lease lapses is retried from its last finished stage.
     job_lease_s: float = 60.0
     job_max_attempts: int = 3

@@ -118,6 +118,51 @@ def render(
     )
 
 
+@app.command()
+def check(video: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
+    """Run the upload checks on a local video in seconds (no server) and print a report."""
+    import shutil
+    import tempfile
+
+    from likeness.errors import TrainingFailure
+    from likeness.replica.tasks import limits_from
+    from likeness.training import checks, failures
+    from likeness.training.stages import download, probe, track, validate
+
+    settings = _settings()
+    limits = limits_from(settings)
+    scratch = settings.resolved_data_dir / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=scratch) as folder:
+        work = Path(folder)
+        shutil.copyfile(video, work / download.SOURCE)
+        try:
+            info = probe.run(work, limits)
+            track.run(work, limits, lambda _f: None)
+            results = checks.run(validate.measure(work), limits.checks)
+        except TrainingFailure as failure:
+            typer.echo(f"FAIL {failures.public_type(failure.failure_type)}: {failure.detail}")
+            typer.echo(f"     {failures.message_for(failure.failure_type)}")
+            raise typer.Exit(1) from failure
+    took = time.perf_counter() - started
+    typer.echo(
+        f"{video.name}: {info.duration_s:.1f} s, {info.width}x{info.height} "
+        f"@ {info.fps:.2f} fps, checked in {took:.1f} s"
+    )
+    for r in results:
+        where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in r.ranges_s[:5])
+        mark = "ok  " if r.passed else "FAIL"
+        typer.echo(
+            f"  {mark} {r.check:<26} {r.value:>8.3f}  (want {r.threshold})  {r.detail}"
+            + (f"  at {where}" if where and not r.passed else "")
+        )
+    failed = checks.first_failure(results)
+    if failed is not None:
+        typer.echo(f"error_message: {failures.message_for(failed.check)}")
+        raise typer.Exit(1)
+
+
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)

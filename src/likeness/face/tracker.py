@@ -6,7 +6,7 @@ The model ships inside the pinned ``mediapipe==0.10.14`` wheel and runs offline.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -68,8 +68,10 @@ def track(
     frames: Iterable[np.ndarray],
     n_frames_hint: int,
     on_progress: Callable[[float], None] | None = None,
+    observers: Sequence[Callable[[int, np.ndarray], None]] = (),
 ) -> FaceTrack:
-    """Track a face through ``frames`` ((H, W, 3) uint8 RGB each)."""
+    """Track a face through ``frames`` ((H, W, 3) uint8 RGB each); every frame is also
+    shown to ``observers`` (index, frame), so one decoding pass serves other measures."""
     rows: list[np.ndarray] = []
     present: list[bool] = []
     width = height = 0
@@ -78,9 +80,34 @@ def track(
         for index, rgb in enumerate(frames):
             height, width = rgb.shape[:2]
             points = tracker.landmarks(rgb)
+            for observe in observers:
+                observe(index, rgb)
             rows.append(empty if points is None else points)
             present.append(points is not None)
             if on_progress and n_frames_hint and index % 50 == 0:
                 on_progress(min(1.0, index / n_frames_hint))
     landmarks = np.stack(rows) if rows else np.zeros((0, N_POINTS, 2), np.float32)
     return FaceTrack(landmarks, np.array(present, dtype=bool), width, height)
+
+
+class FaceCounter:
+    """How many faces MediaPipe's full-range face detector sees, every ``every``-th frame."""
+
+    def __init__(self, every: int = 5, min_confidence: float = 0.6) -> None:
+        import mediapipe as mp
+
+        self._detector = mp.solutions.face_detection.FaceDetection(
+            model_selection=1, min_detection_confidence=min_confidence
+        )
+        self.every = every
+        self.frames: list[int] = []
+        self.counts: list[int] = []
+
+    def __call__(self, index: int, rgb: np.ndarray) -> None:
+        if index % self.every == 0:
+            result = self._detector.process(rgb)
+            self.frames.append(index)
+            self.counts.append(len(result.detections or []))
+
+    def close(self) -> None:
+        self._detector.close()

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -108,7 +109,18 @@ def to_wire(
     }
     if verbose:
         out[f"{prefix}_type"] = replica.replica_type
+        out["training_checks"] = training_checks(replica)
     return out
+
+
+def training_checks(replica: Replica) -> list[dict[str, Any]]:
+    """likeness's extra in the verbose view: every upload check with its measured value,
+    threshold and time ranges (empty until the checks have run)."""
+    if replica.artifacts.get("checks"):
+        return list(replica.artifacts["checks"])
+    if replica.error_detail and replica.error_detail.startswith("{"):
+        return list(json.loads(replica.error_detail).get("checks", []))
+    return []
 
 
 # -- training-side state changes --------------------------------------------------------------

@@ -20,6 +20,7 @@ from likeness.models import Replica
 from likeness.replica import repository, service
 from likeness.storage.local import LocalBlobStore
 from likeness.training import pipeline
+from likeness.training.checks import Thresholds
 from likeness.upload import service as uploads
 from likeness.video import service as videos
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
@@ -49,6 +50,13 @@ def limits_from(settings: Settings) -> pipeline.Limits:
         min_duration_s=settings.min_duration_s,
         min_fps=settings.min_fps,
         min_face_share=settings.min_face_share,
+        checks=thresholds_from(settings),
+    )
+
+
+def thresholds_from(settings: Settings) -> Thresholds:
+    return Thresholds(
+        **{name: getattr(settings, f"check_{name}") for name in Thresholds.__dataclass_fields__}
     )
 
 

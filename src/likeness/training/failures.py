@@ -35,6 +35,39 @@ MESSAGES: dict[str, str] = {
     "audio_processing": (
         "There was an error processing the audio in the provided training video file."
     ),
+    "lighting_change_detected": (
+        "There was an issue processing your training file: Lighting changes detected. Ensure "
+        "your face is evenly lit throughout the video"
+    ),
+    "video_editing_detected": (
+        "There was an issue processing your training file: Video appears edited or contains "
+        "cuts. Please submit an unedited, continuous video"
+    ),
+    "second_person_detected": (
+        "There was a quality issue with your replica. A second person or face was detected in "
+        "the frame. Please edit your video or record a new video with no one else in the "
+        "background."
+    ),
+    "improper_distance": (
+        "There was a quality issue with your replica. The user was either too close to or too "
+        "far from the camera. Please review our documentation on proper framing and distance "
+        "before editing your video or recording a new video."
+    ),
+    "inconsistent_distance": (
+        "There was a quality issue with your replica. The user's distance from the camera "
+        "changed during the recording. Please edit or record a new training video and remain "
+        "at a consistent distance from the camera for the entire video."
+    ),
+    "face_turned_away": (
+        "There was a quality issue with your replica.  User's face turned away from the "
+        "camera. Please edit or record a new video and ensure you are facing directly toward "
+        "the camera for the entire duration."
+    ),
+    "poor_lighting": (
+        "There was a quality issue with your replica. The user's face was not clearly visible "
+        "due to poor lighting or heavy shadows. Please edit or record a new video with even "
+        "lighting on your face, avoiding shadows or dim environments."
+    ),
     "quality_issue_detected": (
         "Quality issue detected. For details and assistance, please reach out to Tavus "
         "support via developer-support@tavus.io"

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from likeness.training.stages import download, fit, package, probe, track
+from likeness.training.checks import Thresholds
+from likeness.training.stages import download, fit, package, probe, track, validate
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class Limits:
     min_duration_s: float = 30.0
     min_fps: float = 20.0
     min_face_share: float = 0.5
+    checks: Thresholds = field(default_factory=Thresholds)
 
 
 @dataclass
@@ -48,7 +50,8 @@ class Job:
 STAGES: tuple[tuple[str, int, int], ...] = (
     ("download", 10, 0),
     ("probe", 15, 10),
-    ("track", 60, 15),
+    ("track", 55, 15),
+    ("validate", 60, 55),
     ("fit", 90, 60),
     ("package", 100, 90),
 )
@@ -75,6 +78,8 @@ def run(job: Job, finished: str | None = None) -> dict[str, object]:
             probe.run(job.work_dir, job.limits)
         elif name == "track":
             track.run(job.work_dir, job.limits, progress)
+        elif name == "validate":
+            validate.run(job.work_dir, job.limits)
         elif name == "fit":
             fit.run(job.work_dir, job.engine, progress)
         elif name == "package":

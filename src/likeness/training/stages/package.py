@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+from likeness.training.stages import validate
 from likeness.training.stages.fit import BUNDLE
 
 THUMBNAIL = "thumbnail.mp4"
@@ -26,4 +27,5 @@ def artifacts(work_dir: Path) -> dict[str, object]:
         "thumbnail": THUMBNAIL,
         "bundle_bytes": size,
         "manifest": manifest,
+        "checks": validate.load(work_dir),
     }

@@ -1,4 +1,5 @@
-"""Stage 3: FaceMesh landmarks on every frame; no usable face is a permanent failure."""
+"""Stage 3: FaceMesh landmarks on every frame, plus the picture measures the checks need,
+in one decoding pass; no usable face is a permanent failure."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from likeness.errors import TrainingFailure
-from likeness.face.tracker import FaceTrack, track
+from likeness.face.tracker import FaceCounter, FaceTrack, track
+from likeness.media.framestats import FrameStats
 from likeness.media.probe import Undecodable
 from likeness.media.video import iter_frames
 from likeness.training.stages import probe
@@ -24,10 +26,18 @@ TRACK = "track.npz"
 def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) -> FaceTrack:
     info = probe.load(work_dir)
     hint = int(info.duration_s * info.fps)
+    stats, faces = FrameStats(), FaceCounter()
     try:
-        result = track(iter_frames(work_dir / SOURCE), hint, on_progress)
+        result = track(
+            iter_frames(work_dir / SOURCE),
+            hint,
+            on_progress,
+            observers=[lambda _i, rgb: stats.add(rgb), faces],
+        )
     except Undecodable as exc:
         raise TrainingFailure("video_damaged", str(exc)) from exc
+    finally:
+        faces.close()
     if result.n_frames == 0:
         raise TrainingFailure("video_damaged", "no decodable frames")
     if result.face_share < limits.min_face_share:
@@ -41,6 +51,10 @@ def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) ->
         landmarks=result.landmarks,
         present=result.present,
         size=np.array([result.width, result.height]),
+        luma=stats.luma,
+        change=stats.change,
+        face_frames=np.array(faces.frames, np.int64),
+        face_counts=np.array(faces.counts, np.int64),
     )
     return result
 
@@ -53,3 +67,8 @@ def load(work_dir: Path) -> FaceTrack:
             width=int(data["size"][0]),
             height=int(data["size"][1]),
         )
+
+
+def load_measures(work_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(work_dir / TRACK) as data:
+        return {k: data[k] for k in ("luma", "change", "face_frames", "face_counts")}

@@ -1,0 +1,235 @@
+"""Upload checks: each maps to one Tavus failure type, measures one value per video, compares
+it with a threshold, and says where (time ranges) it went wrong.
+
+Thresholds were chosen from measurements on the real clips in shared/data (2026-11-25):
+
+| measure | good clips (talking_unsynced, cap13, test.mov, Wolfgang, carphone, single_face) | bad |
+|---|---|---|
+| picture change at a cut (grey levels, 32x24) | max 11.1 | face_noface 145, bikes 81 |
+| faces >= 2 (share of sampled frames) | 0.00 | stacked clip: see tests |
+| |yaw| > 0.3 (share of frames) | < 0.05 (95th pct of |yaw| <= 0.26) | |
+| inter-ocular / frame height (median) | 0.20 - 0.40 | |
+| ln(p95 / p5) of the inter-ocular distance | <= 0.50 (zooms in cap12) | |
+| brightness range of the 1 s mean (grey levels) | <= 26 | |
+| brightness (median grey level) | >= 64 | world.mp4 8 |
+| speech share of the audio | 0.82 (talking_unsynced) | Wolfgang 0.00 (digital silence) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+from likeness.face import landmarks as lm
+from likeness.face.tracker import FaceTrack
+
+# Tavus's order (spec §3.3): when several checks fail, the first here is reported.
+ORDER = (
+    "lighting_change_detected",
+    "video_editing_detected",
+    "audio_processing",
+    "second_person_detected",
+    "improper_distance",
+    "inconsistent_distance",
+    "face_turned_away",
+    "poor_lighting",
+)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    cut_change: float = 25.0  # grey levels; also at least 8x the video's median change
+    second_face_share: float = 0.2
+    turned_yaw: float = 0.3
+    turned_share: float = 0.25
+    min_face_height: float = 0.08  # inter-ocular distance / frame height
+    max_face_height: float = 0.45
+    distance_range: float = 0.7  # ln(p95 / p5) of the inter-ocular distance
+    lighting_range: float = 60.0  # grey levels of the 1 s mean brightness
+    min_brightness: float = 35.0
+    min_speech_share: float = 0.1
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    check: str
+    passed: bool
+    value: float
+    threshold: str
+    detail: str
+    ranges_s: list[tuple[float, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Measures:
+    """What one decoding pass measured; arrays are per frame unless said otherwise."""
+
+    track: FaceTrack
+    fps: float
+    luma: np.ndarray  # (T,) mean grey level
+    change: np.ndarray  # (T,) mean abs grey change from the previous frame
+    face_frames: np.ndarray  # (S,) indices of the frames the face detector saw
+    face_counts: np.ndarray  # (S,) faces it found there
+    speech: np.ndarray  # (A,) per-frame speech flags from the audio
+
+
+def run(m: Measures, t: Thresholds = Thresholds()) -> list[CheckResult]:
+    """Every check, in Tavus's order."""
+    results = [
+        _lighting(m, t),
+        _editing(m, t),
+        _speech(m, t),
+        _second_person(m, t),
+        *_distance(m, t),
+        _turned(m, t),
+        _brightness(m, t),
+    ]
+    return sorted(results, key=lambda r: ORDER.index(r.check))
+
+
+def first_failure(results: list[CheckResult]) -> CheckResult | None:
+    return next((r for r in results if not r.passed), None)
+
+
+def as_dicts(results: list[CheckResult]) -> list[dict[str, object]]:
+    return [asdict(r) for r in results]
+
+
+def ranges(
+    flags: np.ndarray, fps: float, min_s: float = 0.2, bridge_s: float = 0.5
+) -> list[tuple[float, float]]:
+    """Runs of True in a per-frame series as (start_s, end_s), short gaps bridged."""
+    out: list[tuple[float, float]] = []
+    index = np.flatnonzero(flags)
+    if index.size == 0:
+        return out
+    start = prev = int(index[0])
+    for i in index[1:]:
+        if (i - prev) / fps > bridge_s:
+            out.append((start / fps, (prev + 1) / fps))
+            start = int(i)
+        prev = int(i)
+    out.append((start / fps, (prev + 1) / fps))
+    return [(round(a, 2), round(b, 2)) for a, b in out if b - a >= min_s or b - a >= 1 / fps]
+
+
+def _editing(m: Measures, t: Thresholds) -> CheckResult:
+    median = float(np.median(m.change[1:])) if len(m.change) > 1 else 0.0
+    limit = max(t.cut_change, 8.0 * median)
+    cuts = m.change > limit
+    return CheckResult(
+        "video_editing_detected",
+        not cuts.any(),
+        float(m.change.max(initial=0.0)),
+        f"<= {limit:.1f}",
+        f"{int(cuts.sum())} hard cut(s)",
+        ranges(cuts, m.fps, min_s=0.0),
+    )
+
+
+def _lighting(m: Measures, t: Thresholds) -> CheckResult:
+    window = max(1, round(m.fps))
+    smooth = uniform_filter1d(m.luma, window, mode="nearest") if len(m.luma) else m.luma
+    spread = float(np.ptp(smooth)) if len(smooth) else 0.0
+    median = float(np.median(smooth)) if len(smooth) else 0.0
+    off = np.abs(smooth - median) > t.lighting_range / 2
+    return CheckResult(
+        "lighting_change_detected",
+        spread <= t.lighting_range,
+        spread,
+        f"<= {t.lighting_range:.0f}",
+        "range of the 1 s mean brightness (grey levels)",
+        ranges(off, m.fps),
+    )
+
+
+def _brightness(m: Measures, t: Thresholds) -> CheckResult:
+    median = float(np.median(m.luma)) if len(m.luma) else 0.0
+    return CheckResult(
+        "poor_lighting",
+        median >= t.min_brightness,
+        median,
+        f">= {t.min_brightness:.0f}",
+        "median brightness (grey levels)",
+        ranges(m.luma < t.min_brightness, m.fps),
+    )
+
+
+def _speech(m: Measures, t: Thresholds) -> CheckResult:
+    share = float(m.speech.mean()) if len(m.speech) else 0.0
+    return CheckResult(
+        "audio_processing",
+        share >= t.min_speech_share,
+        share,
+        f">= {t.min_speech_share:.2f}",
+        "share of the audio that is speech (none: a mute clip)",
+    )
+
+
+def _second_person(m: Measures, t: Thresholds) -> CheckResult:
+    several = m.face_counts >= 2
+    share = float(several.mean()) if len(several) else 0.0
+    flags = np.zeros(m.track.n_frames, bool)
+    for frame, many in zip(m.face_frames, several, strict=True):
+        if many:
+            flags[int(frame) : int(frame) + 5] = True
+    return CheckResult(
+        "second_person_detected",
+        share <= t.second_face_share,
+        share,
+        f"<= {t.second_face_share:.2f}",
+        "share of sampled frames with two or more faces",
+        ranges(flags, m.fps),
+    )
+
+
+def _face_points(m: Measures) -> np.ndarray:
+    points: np.ndarray = m.track.landmarks[m.track.present]
+    return points
+
+
+def _distance(m: Measures, t: Thresholds) -> list[CheckResult]:
+    points = _face_points(m)
+    if len(points) == 0:
+        return []
+    iod = lm.inter_ocular(points) / max(1, m.track.height)
+    size = float(np.median(iod))
+    spread = float(np.log(np.percentile(iod, 95) / np.percentile(iod, 5)))
+    present = np.flatnonzero(m.track.present)
+    far = np.zeros(m.track.n_frames, bool)
+    far[present] = (iod < t.min_face_height) | (iod > t.max_face_height)
+    return [
+        CheckResult(
+            "improper_distance",
+            t.min_face_height <= size <= t.max_face_height,
+            size,
+            f"{t.min_face_height:.2f} to {t.max_face_height:.2f}",
+            "median inter-ocular distance / frame height",
+            ranges(far, m.fps),
+        ),
+        CheckResult(
+            "inconsistent_distance",
+            spread <= t.distance_range,
+            spread,
+            f"<= {t.distance_range:.2f}",
+            "ln(p95 / p5) of the inter-ocular distance",
+        ),
+    ]
+
+
+def _turned(m: Measures, t: Thresholds) -> CheckResult:
+    points = _face_points(m)
+    yaw = np.abs(lm.yaw_proxy(points)) if len(points) else np.zeros(0)
+    share = float((yaw > t.turned_yaw).mean()) if len(yaw) else 0.0
+    flags = np.zeros(m.track.n_frames, bool)
+    flags[np.flatnonzero(m.track.present)] = yaw > t.turned_yaw
+    return CheckResult(
+        "face_turned_away",
+        share <= t.turned_share,
+        share,
+        f"<= {t.turned_share:.2f}",
+        f"share of frames with the head turned (|yaw| > {t.turned_yaw})",
+        ranges(flags, m.fps),
+    )

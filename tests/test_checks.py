@@ -1,0 +1,131 @@
+"""Upload checks on real footage made bad in known ways (built in tmp_path from a fixture)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from likeness.errors import TrainingFailure
+from likeness.media.audio import read_audio
+from likeness.media.video import iter_frames, write_mp4
+from likeness.training import checks, failures, pipeline
+
+from .conftest import FIXTURES
+
+FPS = 25.0
+
+
+@pytest.fixture(scope="module")
+def footage() -> tuple[list[np.ndarray], np.ndarray, int]:
+    frames = list(iter_frames(FIXTURES / "short_talk.mp4"))
+    audio, rate = read_audio(FIXTURES / "short_talk.mp4")
+    return frames, audio, rate
+
+
+def _other_take(frame: np.ndarray) -> np.ndarray:
+    """The same person from a mirrored, closer camera: what a cut between two takes does."""
+    h, w = frame.shape[:2]
+    crop = frame[h // 8 : h - h // 8, w // 8 : w - w // 8, :][:, ::-1]
+    return np.ascontiguousarray(cv2.resize(crop, (w, h)))
+
+
+def _train(tmp_path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int) -> dict:
+    clip = tmp_path / "clip.mp4"
+    write_mp4(clip, frames, FPS, audio, rate, crf=23)
+    job = pipeline.Job(
+        replica_id="rcheck",
+        train_video_url="http://unused.invalid/clip.mp4",
+        engine="mouthbank",
+        work_dir=tmp_path / "work",
+        limits=pipeline.Limits(min_duration_s=5.0),
+        resolve_upload=lambda _u: clip,
+    )
+    return pipeline.run(job)
+
+
+def _fails(
+    tmp_path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int
+) -> tuple[str, dict[str, dict]]:
+    with pytest.raises(TrainingFailure) as caught:
+        _train(tmp_path, frames, audio, rate)
+    report = {c["check"]: c for c in json.loads(caught.value.detail)["checks"]}
+    return caught.value.failure_type, report
+
+
+def test_a_good_clip_passes_every_check(tmp_path: Path, footage: tuple) -> None:
+    frames, audio, rate = footage
+    artifacts = _train(tmp_path, frames, audio, rate)
+    report = artifacts["checks"]
+    assert [c["check"] for c in report] == list(checks.ORDER)
+    assert all(c["passed"] for c in report), report
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "expected"),
+    [
+        ("two faces", lambda f: [np.hstack([x, x[:, ::-1]]) for x in f], "second_person_detected"),
+        (
+            "a hard cut",
+            lambda f: f[:150] + [_other_take(x) for x in f[150:]],
+            "video_editing_detected",
+        ),
+        (
+            "lights off",
+            lambda f: f[:150] + [(x * 0.45).astype(np.uint8) for x in f[150:]],
+            "lighting_change_detected",
+        ),
+    ],
+)
+def test_bad_footage_fails_with_the_tavus_message(
+    tmp_path: Path,
+    footage: tuple,
+    name: str,
+    make: Callable[[list[np.ndarray]], list[np.ndarray]],
+    expected: str,
+) -> None:
+    frames, audio, rate = footage
+    failure, report = _fails(tmp_path, make(frames), audio, rate)
+    assert failure == expected, (name, report)
+    assert not report[expected]["passed"]
+    assert report[expected]["ranges_s"], "a failing check says where"
+    assert failures.message_for(failure) != failures.INTERNAL_ERROR
+
+
+def test_a_mute_clip_fails_no_speech(tmp_path: Path, footage: tuple) -> None:
+    frames, audio, rate = footage
+    failure, report = _fails(tmp_path, frames, np.zeros_like(audio), rate)
+    assert failure == "audio_processing"
+    assert report["audio_processing"]["value"] == 0.0
+
+
+def test_ranges_bridge_short_gaps() -> None:
+    flags = np.zeros(100, bool)
+    flags[10:20] = flags[25:30] = flags[80:81] = True
+    assert checks.ranges(flags, 25.0) == [(0.4, 1.2), (3.2, 3.24)]
+
+
+def test_cli_check_reports_and_exits_nonzero_on_failure(
+    tmp_path: Path, footage: tuple, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from likeness.cli.main import app
+
+    monkeypatch.setenv("LIKENESS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LIKENESS_MIN_DURATION_S", "5")
+    runner = CliRunner()
+    good = runner.invoke(app, ["check", str(FIXTURES / "short_talk.mp4")])
+    assert good.exit_code == 0, good.output
+    assert good.output.count("ok  ") == len(checks.ORDER)
+    frames, audio, rate = footage
+    stacked = tmp_path / "two.mp4"
+    write_mp4(stacked, [np.hstack([x, x[:, ::-1]]) for x in frames], FPS, audio, rate, crf=26)
+    bad = runner.invoke(app, ["check", str(stacked)])
+    assert bad.exit_code == 1
+    assert "FAIL second_person_detected" in bad.output
+    assert failures.MESSAGES["second_person_detected"] in bad.output
