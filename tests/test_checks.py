@@ -34,6 +34,13 @@ def _other_take(frame: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(cv2.resize(crop, (w, h)))
 
 
+def _shifted(frame: np.ndarray, index: int) -> np.ndarray:
+    """The camera (or the person) drifting sideways by up to 35 % of the width and back."""
+    w = frame.shape[1]
+    dx = int(0.35 * w * np.sin(2 * np.pi * index / 150))
+    return np.ascontiguousarray(np.roll(frame, dx, axis=1))
+
+
 def _train(tmp_path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int) -> dict:
     clip = tmp_path / "clip.mp4"
     write_mp4(clip, frames, FPS, audio, rate, crf=23)
@@ -73,6 +80,11 @@ def test_a_good_clip_passes_every_check(tmp_path: Path, footage: tuple) -> None:
             "a hard cut",
             lambda f: f[:150] + [_other_take(x) for x in f[150:]],
             "video_editing_detected",
+        ),
+        (
+            "a wandering head",
+            lambda f: [_shifted(x, i) for i, x in enumerate(f)],
+            "excessive_movement_detected",
         ),
         (
             "lights off",
@@ -129,3 +141,12 @@ def test_cli_check_reports_and_exits_nonzero_on_failure(
     assert bad.exit_code == 1
     assert "FAIL second_person_detected" in bad.output
     assert failures.MESSAGES["second_person_detected"] in bad.output
+
+
+def test_background_noise_fails(tmp_path: Path, footage: tuple) -> None:
+    frames, audio, rate = footage
+    power = float(np.mean(audio**2))
+    noise = np.random.default_rng(7).normal(0, np.sqrt(power / 10), len(audio))  # 10 dB SNR
+    failure, report = _fails(tmp_path, frames, (audio + noise).astype(np.float32), rate)
+    assert failure == "background_noise_detected"
+    assert report["background_noise_detected"]["value"] < 15

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     check_lighting_range: float = 60.0
     check_min_brightness: float = 35.0
     check_min_speech_share: float = 0.1
+    check_min_snr_db: float = 15.0
+    check_max_movement: float = 1.0
 
     # Jobs: a training job whose lease lapses is retried from its last finished stage.
     job_lease_s: float = 60.0

@@ -137,7 +137,7 @@ def test_train_then_render(
         assert progress == sorted(progress) and len(set(progress)) > 2
         verbose = client.get(f"/v2/replicas/{replica_id}", params={"verbose": True}).json()
         assert verbose["replica_type"] == "user"
-        assert [c["passed"] for c in verbose["training_checks"]] == [True] * 8
+        assert [c["passed"] for c in verbose["training_checks"]] == [True] * 10
         thumbnail = client.get(final["thumbnail_video_url"])
         assert thumbnail.status_code == 200 and thumbnail.content[4:8] == b"ftyp"
 

@@ -13,6 +13,8 @@ Thresholds were chosen from measurements on the real clips in shared/data (2026-
 | brightness range of the 1 s mean (grey levels) | <= 26 | |
 | brightness (median grey level) | >= 64 | world.mp4 8 |
 | speech share of the audio | 0.82 (talking_unsynced) | Wolfgang 0.00 (digital silence) |
+| speech level over the noise floor (dB) | 32.6 | the same speech + white noise at 10 dB SNR: 8.7 |
+| p95 head distance from its median place (IODs) | <= 0.46 (cap12's zooms) | |
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ from likeness.face.tracker import FaceTrack
 # Tavus's order (spec §3.3): when several checks fail, the first here is reported.
 ORDER = (
     "lighting_change_detected",
+    "background_noise_detected",
     "video_editing_detected",
+    "excessive_movement_detected",
     "audio_processing",
     "second_person_detected",
     "improper_distance",
@@ -50,6 +54,8 @@ class Thresholds:
     lighting_range: float = 60.0  # grey levels of the 1 s mean brightness
     min_brightness: float = 35.0
     min_speech_share: float = 0.1
+    min_snr_db: float = 15.0
+    max_movement: float = 1.0  # p95 distance of the head from its usual place, in IODs
 
 
 @dataclass(frozen=True)
@@ -73,13 +79,16 @@ class Measures:
     face_frames: np.ndarray  # (S,) indices of the frames the face detector saw
     face_counts: np.ndarray  # (S,) faces it found there
     speech: np.ndarray  # (A,) per-frame speech flags from the audio
+    energy_db: np.ndarray  # (A,) per-frame speech-band energy (dBFS)
 
 
 def run(m: Measures, t: Thresholds = Thresholds()) -> list[CheckResult]:
     """Every check, in Tavus's order."""
     results = [
         _lighting(m, t),
+        _noise(m, t),
         _editing(m, t),
+        _movement(m, t),
         _speech(m, t),
         _second_person(m, t),
         *_distance(m, t),
@@ -231,5 +240,45 @@ def _turned(m: Measures, t: Thresholds) -> CheckResult:
         share,
         f"<= {t.turned_share:.2f}",
         f"share of frames with the head turned (|yaw| > {t.turned_yaw})",
+        ranges(flags, m.fps),
+    )
+
+
+def _noise(m: Measures, t: Thresholds) -> CheckResult:
+    """Speech level (median over speech frames) over the noise floor (10th percentile)."""
+    if not m.speech.any():
+        return CheckResult(
+            "background_noise_detected",
+            True,
+            0.0,
+            f">= {t.min_snr_db:.0f}",
+            "no speech to compare with the noise (see audio_processing)",
+        )
+    snr = float(np.median(m.energy_db[m.speech]) - np.percentile(m.energy_db, 10))
+    return CheckResult(
+        "background_noise_detected",
+        snr >= t.min_snr_db,
+        snr,
+        f">= {t.min_snr_db:.0f}",
+        "speech level over the noise floor (dB)",
+    )
+
+
+def _movement(m: Measures, t: Thresholds) -> CheckResult:
+    points = _face_points(m)
+    if len(points) == 0:
+        return CheckResult("excessive_movement_detected", True, 0.0, "", "no face")
+    centre = points[:, lm.STABLE].mean(axis=1)
+    scale = float(np.median(lm.inter_ocular(points)))
+    away = np.linalg.norm(centre - np.median(centre, axis=0), axis=1) / scale
+    value = float(np.percentile(away, 95))
+    flags = np.zeros(m.track.n_frames, bool)
+    flags[np.flatnonzero(m.track.present)] = away > t.max_movement
+    return CheckResult(
+        "excessive_movement_detected",
+        value <= t.max_movement,
+        value,
+        f"<= {t.max_movement:.2f}",
+        "p95 distance of the head from its usual place (IODs)",
         ranges(flags, m.fps),
     )

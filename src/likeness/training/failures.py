@@ -39,6 +39,14 @@ MESSAGES: dict[str, str] = {
         "There was an issue processing your training file: Lighting changes detected. Ensure "
         "your face is evenly lit throughout the video"
     ),
+    "background_noise_detected": (
+        "There was an issue processing your training file: Background noise or other voices "
+        "detected. Please record in a quiet environment with only your voice"
+    ),
+    "excessive_movement_detected": (
+        "There was an issue processing your training file: Excessive movement detected. Please "
+        "ensure you are sitting still and centered in the frame"
+    ),
     "video_editing_detected": (
         "There was an issue processing your training file: Video appears edited or contains "
         "cuts. Please submit an unedited, continuous video"

@@ -39,6 +39,7 @@ def measure(work_dir: Path) -> checks.Measures:
         face_frames=stats["face_frames"],
         face_counts=stats["face_counts"],
         speech=is_speech(features[:, 0], features[:, 1]),
+        energy_db=features[:, 0],
     )
 
 
