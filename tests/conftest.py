@@ -35,6 +35,7 @@ def settings(tmp_path: Path) -> Settings:
         webhook_retry_delays_s=[0.1, 0.1],
         download_attempts=1,
         download_timeout_s=5,
+        consent_policy="off",  # tests/test_consent.py covers the default, "required"
     )
 
 

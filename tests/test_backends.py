@@ -37,6 +37,7 @@ def pg_runtime(postgres_url: str, tmp_path: Path) -> Iterator[Runtime]:
             database_url=postgres_url,
             allow_private_urls=True,
             min_duration_s=5.0,
+            consent_policy="off",
         )
     )
     yield runtime
@@ -74,6 +75,7 @@ def test_redis_broker_carries_jobs_to_a_worker(
             broker_url=redis_url,
             allow_private_urls=True,
             min_duration_s=5.0,
+            consent_policy="off",
         )
     )
     celery = register(runtime)

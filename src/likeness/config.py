@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,11 @@ class Settings(BaseSettings):
     min_duration_s: float = 30.0
     min_fps: float = 20.0
     min_face_share: float = 0.5
+
+    # Spoken consent (Tavus's statement) in the training or consent video: "required" or "off".
+    # Replicas created with replica_type "non_human" skip it.
+    consent_policy: Literal["required", "off"] = "required"
+    consent_min_score: float = 0.6
 
     # Upload checks (training/checks.py documents how each default was measured).
     check_cut_change: float = 25.0

@@ -47,6 +47,7 @@ def _serve(data: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str], 
         LIKENESS_PUBLIC_URL=base,
         LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
         GLOG_minloglevel="2",
+        LIKENESS_CONSENT_POLICY="off",  # the plumbing clips carry no spoken consent
         **extra_env,
     )
     log = (data / "serve.log").open("wb")

@@ -49,7 +49,10 @@ def create(session: Session, settings: Settings, body: CreateReplica, api_name: 
         train_video_url=body.train_video_url,
         consent_video_url=body.consent_video_url,
         callback_url=body.callback_url,
-        properties=body.properties,
+        properties={
+            **body.properties,
+            **({"non_human": True} if "non_human" in (body.replica_type, body.face_type) else {}),
+        },
         status="started",
         training_progress=0,
         artifacts={},

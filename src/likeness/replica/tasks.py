@@ -51,6 +51,7 @@ def limits_from(settings: Settings) -> pipeline.Limits:
         min_fps=settings.min_fps,
         min_face_share=settings.min_face_share,
         checks=thresholds_from(settings),
+        consent_min_score=settings.consent_min_score,
     )
 
 
@@ -82,6 +83,10 @@ def train(deps: Deps, replica_id: str) -> None:
             replica = None
         else:
             url, engine, finished = replica.train_video_url, replica.engine, replica.stage
+            consent_url = replica.consent_video_url
+            consent_required = settings.consent_policy == "required" and not bool(
+                replica.properties.get("non_human")
+            )
     if replica is None:
         for event in failed_events:
             _send(deps, event)
@@ -93,6 +98,8 @@ def train(deps: Deps, replica_id: str) -> None:
         engine=engine,
         work_dir=deps.storage.ensure_dir(service.work_key(replica_id)),
         limits=limits_from(settings),
+        consent_required=consent_required,
+        consent_video_url=consent_url,
         on_stage_done=lambda stage, pct: _save(deps, replica_id, pct, stage),
         on_progress=lambda pct: _save(deps, replica_id, pct, None),
         resolve_upload=lambda u: _resolve(deps, u),

@@ -35,6 +35,10 @@ MESSAGES: dict[str, str] = {
     "audio_processing": (
         "There was an error processing the audio in the provided training video file."
     ),
+    "consent_phrase_mismatch": (
+        "There was an issue processing your training file: Your consent phrase does not match "
+        "our requirements. Please follow our specified format closely"
+    ),
     "lighting_change_detected": (
         "There was an issue processing your training file: Lighting changes detected. Ensure "
         "your face is evenly lit throughout the video"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from likeness.training.checks import Thresholds
-from likeness.training.stages import download, fit, package, probe, track, validate
+from likeness.training.stages import consent, download, fit, package, probe, track, validate
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,7 @@ class Limits:
     min_fps: float = 20.0
     min_face_share: float = 0.5
     checks: Thresholds = field(default_factory=Thresholds)
+    consent_min_score: float = 0.6
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Job:
     engine: str
     work_dir: Path
     limits: Limits = field(default_factory=Limits)
+    # Spoken consent: checked when required (in the training video's first 40 s, or in the
+    # separate consent video when one is given).
+    consent_required: bool = False
+    consent_video_url: str | None = None
     # Called with (stage name, progress 0..100) after every finished stage.
     on_stage_done: Callable[[str, int], None] = lambda _stage, _pct: None
     # Called with progress 0..100 while a long stage runs.
@@ -50,7 +55,8 @@ class Job:
 STAGES: tuple[tuple[str, int, int], ...] = (
     ("download", 10, 0),
     ("probe", 15, 10),
-    ("track", 55, 15),
+    ("consent", 20, 15),
+    ("track", 55, 20),
     ("validate", 60, 55),
     ("fit", 90, 60),
     ("package", 100, 90),
@@ -76,6 +82,14 @@ def run(job: Job, finished: str | None = None) -> dict[str, object]:
             download.run(job.train_video_url, job.work_dir, job.limits, job.resolve_upload)
         elif name == "probe":
             probe.run(job.work_dir, job.limits)
+        elif name == "consent":
+            consent.run(
+                job.work_dir,
+                job.consent_required,
+                job.consent_video_url,
+                job.limits,
+                job.resolve_upload,
+            )
         elif name == "track":
             track.run(job.work_dir, job.limits, progress)
         elif name == "validate":

@@ -17,9 +17,13 @@ SOURCE = "source.media"
 
 
 def run(
-    url: str, work_dir: Path, limits: Limits, resolve_upload: Callable[[str], Path | None]
+    url: str,
+    work_dir: Path,
+    limits: Limits,
+    resolve_upload: Callable[[str], Path | None],
+    name: str = SOURCE,
 ) -> Path:
-    dest = work_dir / SOURCE
+    dest = work_dir / name
     local = resolve_upload(url)
     if local is not None:
         if not local.is_file():

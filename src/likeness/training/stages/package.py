@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from likeness.training.stages import validate
+from likeness.training.stages import consent, validate
 from likeness.training.stages.fit import BUNDLE
 
 THUMBNAIL = "thumbnail.mp4"
@@ -28,4 +28,5 @@ def artifacts(work_dir: Path) -> dict[str, object]:
         "bundle_bytes": size,
         "manifest": manifest,
         "checks": validate.load(work_dir),
+        "consent": consent.load(work_dir),
     }
