@@ -32,6 +32,7 @@ from likeness.engines.mouthbank.features import relative_features
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio, to_int16
+from likeness.training.quality import av_offset
 
 SR = 16000
 TRANSCRIPTS = {
@@ -102,20 +103,13 @@ def score(
     closed = [np.nanmin(frames(p)) < CLOSED_BELOW for p in phones if p.name in BILABIAL]
     opened = [np.nanmax(frames(p)) > OPEN_ABOVE for p in phones if p.name in OPEN_VOWELS]
     envelope = relative_features(samples, fps)[:, 0]
-    n = min(len(envelope), len(opening))
-    x = np.nan_to_num(opening[:n] - np.nanmean(opening[:n]))
-    y = envelope[:n] - envelope[:n].mean()
-    lags = range(-15, 16)
-    corr = [
-        float(np.sum(x[max(0, k) : n + min(0, k)] * y[max(0, -k) : n - max(0, k)])) for k in lags
-    ]
-    best = int(np.argmax(corr))
+    offset = av_offset(opening, envelope)
     return {
         "bilabials": float(np.mean(closed)) if closed else np.nan,
         "n_bilabials": len(closed),
         "open_vowels": float(np.mean(opened)) if opened else np.nan,
         "n_vowels": len(opened),
-        "offset": float(list(lags)[best]) if np.ptp(corr) > 0 else np.nan,
+        "offset": np.nan if offset is None else offset,
     }
 
 

@@ -139,6 +139,10 @@ def test_train_then_render(
         verbose = client.get(f"/v2/replicas/{replica_id}", params={"verbose": True}).json()
         assert verbose["replica_type"] == "user"
         assert [c["passed"] for c in verbose["training_checks"]] == [True] * 10
+        quality = verbose["quality_report"]
+        for system in ("replica", "frozen_mouth", "audio_shifted_1s"):
+            assert 0.0 <= quality[system]["mouth_landmark_distance"] < 0.5, quality
+            assert quality[system]["face_similarity"] > 0.5, quality  # the same person
         thumbnail = client.get(final["thumbnail_video_url"])
         assert thumbnail.status_code == 200 and thumbnail.content[4:8] == b"ftyp"
 

@@ -113,6 +113,7 @@ def to_wire(
     if verbose:
         out[f"{prefix}_type"] = replica.replica_type
         out["training_checks"] = training_checks(replica)
+        out["quality_report"] = replica.artifacts.get("quality") or None
     return out
 
 

@@ -12,7 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from likeness.training.checks import Thresholds
-from likeness.training.stages import consent, download, fit, package, probe, track, validate
+from likeness.training.stages import (
+    consent,
+    download,
+    fit,
+    package,
+    probe,
+    report,
+    track,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -58,8 +67,9 @@ STAGES: tuple[tuple[str, int, int], ...] = (
     ("consent", 20, 15),
     ("track", 55, 20),
     ("validate", 60, 55),
-    ("fit", 90, 60),
-    ("package", 100, 90),
+    ("fit", 85, 60),
+    ("report", 95, 85),
+    ("package", 100, 95),
 )
 
 
@@ -96,6 +106,8 @@ def run(job: Job, finished: str | None = None) -> dict[str, object]:
             validate.run(job.work_dir, job.limits)
         elif name == "fit":
             fit.run(job.work_dir, job.engine, progress)
+        elif name == "report":
+            report.run(job.work_dir, job.engine)
         elif name == "package":
             result = package.run(job.work_dir)
         job.on_stage_done(name, done_pct)

@@ -17,7 +17,8 @@ from likeness.training.stages.download import SOURCE
 BUNDLE = "bundle"
 
 
-def run(work_dir: Path, engine_name: str, on_progress: Callable[[float], None]) -> Path:
+def training_input(work_dir: Path) -> TrainingInput:
+    """What the earlier stages left, as an engine's fit takes it."""
     info = probe.load(work_dir)
     face_track = track.load(work_dir)
     try:
@@ -26,13 +27,17 @@ def run(work_dir: Path, engine_name: str, on_progress: Callable[[float], None]) 
         raise TrainingFailure("audio_processing", str(exc)) from exc
     if audio.size == 0:
         raise TrainingFailure("audio_processing", "the audio stream decodes to nothing")
+    return TrainingInput(work_dir / SOURCE, face_track, info.fps, audio, rate)
+
+
+def run(work_dir: Path, engine_name: str, on_progress: Callable[[float], None]) -> Path:
+    data = training_input(work_dir)
     out = work_dir / BUNDLE
     if out.exists():
         shutil.rmtree(out)  # a half-written bundle from a killed attempt
     partial = work_dir / (BUNDLE + ".partial")
     if partial.exists():
         shutil.rmtree(partial)
-    data = TrainingInput(work_dir / SOURCE, face_track, info.fps, audio, rate)
     get_engine(engine_name).fit(data, partial, on_progress)
     partial.rename(out)
     return out

@@ -6,7 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
-from likeness.training.stages import consent, validate
+from likeness.training.stages import consent, report, validate
 from likeness.training.stages.fit import BUNDLE
 
 THUMBNAIL = "thumbnail.mp4"
@@ -29,4 +29,5 @@ def artifacts(work_dir: Path) -> dict[str, object]:
         "manifest": manifest,
         "checks": validate.load(work_dir),
         "consent": consent.load(work_dir),
+        "quality": report.load(work_dir),
     }

@@ -1,0 +1,43 @@
+"""Stage 6: the quality report (training/quality.py). It never fails the training: a report
+that cannot be made says why instead."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+from likeness.engines.base import ReplicaModel, TrainingInput
+from likeness.engines.registry import get_engine
+from likeness.training import quality
+from likeness.training.stages import fit
+
+log = logging.getLogger(__name__)
+REPORT = "quality.json"
+
+
+def run(work_dir: Path, engine_name: str) -> dict[str, object]:
+    engine = get_engine(engine_name)
+    scratch = work_dir / "quality.partial"
+
+    def fit_held_in(data: TrainingInput, out: Path) -> ReplicaModel:
+        if out.exists():
+            shutil.rmtree(out)
+        engine.fit(data, out)
+        return engine.load(out)
+
+    try:
+        result = quality.report(fit.training_input(work_dir), fit_held_in, scratch)
+    except Exception as exc:  # the report is a courtesy; the replica is fine without it
+        log.warning("quality report failed", exc_info=True)
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    (work_dir / REPORT).write_text(json.dumps(result, indent=2))
+    return result
+
+
+def load(work_dir: Path) -> dict[str, object]:
+    path = work_dir / REPORT
+    return dict(json.loads(path.read_text())) if path.exists() else {}
