@@ -9,7 +9,7 @@ is the right answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from likeness.engines.base import ReplicaModel, TrainingInput
 from likeness.engines.mouthbank.features import SAMPLE_RATE_HZ, relative_features
+from likeness.engines.render import frames_for
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
@@ -52,7 +53,7 @@ def report(
     real, real_crops = _real(data.video_path, split, track)
     systems = {
         "replica": _render(model, held, frames),
-        "frozen_mouth": [model.session().idle_frame().image for _ in range(frames)],
+        "frozen_mouth": (model.session().idle_frame().image for _ in range(frames)),
         "audio_shifted_1s": _render(model, np.roll(held, int(SHIFT_S * SAMPLE_RATE_HZ)), frames),
     }
     envelope = relative_features(held, data.fps)[:frames, 0]
@@ -61,18 +62,35 @@ def report(
         "note": "meaningful only when the video's speech is the person's own",
     }
     for name, images in systems.items():
-        out[name] = _compare(images, real, real_crops, envelope)
+        out[name] = _compare(*_measure(images), real, real_crops, envelope)
     return out
 
 
-def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> list[np.ndarray]:
+def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> Iterator[np.ndarray]:
+    """Exactly ``frames`` frames, a second of audio at a time (memory stays flat)."""
+    count = 0
+    for image in frames_for(model, audio, SAMPLE_RATE_HZ):
+        if count == frames:
+            return
+        count += 1
+        yield image
     session = model.session()
-    session.push_audio(audio, SAMPLE_RATE_HZ)
-    session.end_audio()
-    images = [f.image for f in session.pull()][:frames]
-    while len(images) < frames:
-        images.append(session.idle_frame().image)
-    return images
+    for _ in range(frames - count):
+        yield session.idle_frame().image
+
+
+def _measure(
+    images: Iterable[np.ndarray],
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    """Landmarks and face crops of each frame, keeping no frame."""
+    points: list[np.ndarray | None] = []
+    crops: list[np.ndarray | None] = []
+    with FaceMeshTracker() as tracker:
+        for image in images:
+            p = tracker.landmarks(image)
+            points.append(p)
+            crops.append(None if p is None else face_crop(image, p))
+    return points, crops
 
 
 def _real(
@@ -90,18 +108,13 @@ def _real(
     return points, crops
 
 
-def _points(images: list[np.ndarray]) -> list[np.ndarray | None]:
-    with FaceMeshTracker() as tracker:
-        return [tracker.landmarks(image) for image in images]
-
-
 def _compare(
-    images: list[np.ndarray],
+    got: list[np.ndarray | None],
+    got_crops: list[np.ndarray | None],
     real: list[np.ndarray | None],
     real_crops: list[np.ndarray | None],
     envelope: np.ndarray,
 ) -> dict[str, float | None]:
-    got = _points(images)
     pairs = [(g, r) for g, r in zip(got, real, strict=False) if g is not None and r is not None]
     if len(pairs) < 5:
         return {
@@ -119,7 +132,7 @@ def _compare(
         "mouth_landmark_distance": round(distance, 4),
         "opening_correlation": round(corr, 3),
         "av_offset_frames": av_offset(opening, envelope),
-        "face_similarity": round(_similarity(got, images, real_crops), 3),
+        "face_similarity": round(_similarity(got_crops, real_crops), 3),
     }
 
 
@@ -156,14 +169,12 @@ def face_crop(image: np.ndarray, points: np.ndarray) -> np.ndarray:
     return result
 
 
-def _similarity(
-    got: list[np.ndarray | None], images: list[np.ndarray], real_crops: list[np.ndarray | None]
-) -> float:
+def _similarity(got: list[np.ndarray | None], real: list[np.ndarray | None]) -> float:
     """A stand-in for identity similarity (no face-recognition weights may ship): the mean
     normalised correlation of the grey face boxes of rendered and real frames."""
     values = [
-        float((face_crop(image, points) * crop).sum())
-        for image, points, crop in zip(images, got, real_crops, strict=False)
-        if points is not None and crop is not None
+        float((g * r).sum())
+        for g, r in zip(got, real, strict=False)
+        if g is not None and r is not None
     ]
     return float(np.mean(values)) if values else 0.0
