@@ -91,6 +91,24 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def _render(env: dict[str, str], replica_id: str, flag: str, value: str, output: Path) -> None:
+    """`likeness render` as a user runs it."""
+    command = [
+        sys.executable,
+        "-m",
+        "likeness",
+        "render",
+        "--replica",
+        replica_id,
+        flag,
+        value,
+        "--output",
+        str(output),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
 def _wait_done(client: httpx.Client, replica_id: str, timeout_s: float = 300) -> list[dict]:
     seen = []
     deadline = time.monotonic() + timeout_s
@@ -182,25 +200,7 @@ def test_train_then_render(
         out.setframerate(rate)
         out.writeframes(to_int16(np.concatenate([silence, speech, silence])).tobytes())
     output = tmp_path / "out.mp4"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "likeness",
-            "render",
-            "--replica",
-            replica_id,
-            "--audio",
-            str(audio_path),
-            "--output",
-            str(output),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
+    _render(env, replica_id, "--audio", str(audio_path), output)
     with av.open(str(output)) as container:
         video = container.streams.video[0]
         assert (video.codec_context.width, video.codec_context.height) == (400, 300)
@@ -211,25 +211,9 @@ def test_train_then_render(
     assert frames == int(np.ceil(duration_s * 25))
 
     spoken = tmp_path / "spoken.mp4"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "likeness",
-            "render",
-            "--replica",
-            replica_id,
-            "--text",
-            "Hello. I am a replica, and I speak with my own face.",
-            "--output",
-            str(spoken),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    _render(
+        env, replica_id, "--text", "Hello. I am a replica, and I speak with my own face.", spoken
     )
-    assert done.returncode == 0, done.stderr
     with av.open(str(spoken)) as container:
         audio = container.streams.audio[0]
         seconds = sum(f.samples for f in container.decode(audio)) / audio.codec_context.sample_rate

@@ -194,6 +194,13 @@ def _second_person(m: Measures, t: Thresholds) -> CheckResult:
     )
 
 
+def _on_face_frames(m: Measures, flags: np.ndarray) -> np.ndarray:
+    """Per-face-frame flags spread back onto every frame (False where no face)."""
+    out = np.zeros(m.track.n_frames, bool)
+    out[np.flatnonzero(m.track.present)] = flags
+    return out
+
+
 def _face_points(m: Measures) -> np.ndarray:
     points: np.ndarray = m.track.landmarks[m.track.present]
     return points
@@ -206,9 +213,7 @@ def _distance(m: Measures, t: Thresholds) -> list[CheckResult]:
     iod = lm.inter_ocular(points) / max(1, m.track.height)
     size = float(np.median(iod))
     spread = float(np.log(np.percentile(iod, 95) / np.percentile(iod, 5)))
-    present = np.flatnonzero(m.track.present)
-    far = np.zeros(m.track.n_frames, bool)
-    far[present] = (iod < t.min_face_height) | (iod > t.max_face_height)
+    far = _on_face_frames(m, (iod < t.min_face_height) | (iod > t.max_face_height))
     return [
         CheckResult(
             "improper_distance",
@@ -232,8 +237,7 @@ def _turned(m: Measures, t: Thresholds) -> CheckResult:
     points = _face_points(m)
     yaw = np.abs(lm.yaw_proxy(points)) if len(points) else np.zeros(0)
     share = float((yaw > t.turned_yaw).mean()) if len(yaw) else 0.0
-    flags = np.zeros(m.track.n_frames, bool)
-    flags[np.flatnonzero(m.track.present)] = yaw > t.turned_yaw
+    flags = _on_face_frames(m, yaw > t.turned_yaw)
     return CheckResult(
         "face_turned_away",
         share <= t.turned_share,
@@ -272,8 +276,7 @@ def _movement(m: Measures, t: Thresholds) -> CheckResult:
     scale = float(np.median(lm.inter_ocular(points)))
     away = np.linalg.norm(centre - np.median(centre, axis=0), axis=1) / scale
     value = float(np.percentile(away, 95))
-    flags = np.zeros(m.track.n_frames, bool)
-    flags[np.flatnonzero(m.track.present)] = away > t.max_movement
+    flags = _on_face_frames(m, away > t.max_movement)
     return CheckResult(
         "excessive_movement_detected",
         value <= t.max_movement,
