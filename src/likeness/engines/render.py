@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from likeness.engines.base import ReplicaModel
-from likeness.media.audio import resample
-from likeness.media.video import AAC_RATES, write_mp4
+from likeness.media.video import aac_ready, write_mp4
 
 CHUNK_S = 1.0
 
@@ -35,9 +34,7 @@ def render_to_mp4(
     model: ReplicaModel, samples: np.ndarray, sample_rate_hz: int, output: Path
 ) -> int:
     """Returns the number of video frames written."""
-    if sample_rate_hz not in AAC_RATES:
-        samples = resample(samples, sample_rate_hz, 48000)
-        sample_rate_hz = 48000
+    samples, sample_rate_hz = aac_ready(samples, sample_rate_hz)
     return write_mp4(
         output, frames_for(model, samples, sample_rate_hz), model.fps, samples, sample_rate_hz
     )

@@ -10,9 +10,17 @@ import av
 import cv2
 import numpy as np
 
+from likeness.media.audio import resample
 from likeness.media.probe import Undecodable
 
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+def aac_ready(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
+    """The audio at a rate AAC carries: unchanged if it already is, else resampled to 48 kHz."""
+    if sample_rate_hz in AAC_RATES:
+        return samples, sample_rate_hz
+    return resample(samples, sample_rate_hz, 48000), 48000
 
 
 def iter_frames(path: Path, max_side: int | None = None) -> Iterator[np.ndarray]:
@@ -136,8 +144,6 @@ def write_webm_alpha(
     sample_rate_hz: int,
 ) -> int:
     """Encode (H, W, 4) uint8 RGBA frames as VP9 with alpha (yuva420p) plus Opus audio."""
-    from likeness.media.audio import resample
-
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     pcm = resample(audio, sample_rate_hz, 48000)

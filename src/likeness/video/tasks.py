@@ -23,7 +23,7 @@ from likeness.media.audio import read_audio
 from likeness.media.download import DownloadError, download
 from likeness.media.hls import write_hls, write_still
 from likeness.media.probe import Undecodable
-from likeness.media.video import AAC_RATES, iter_frames, loop_frames, write_mp4, write_webm_alpha
+from likeness.media.video import aac_ready, iter_frames, loop_frames, write_mp4, write_webm_alpha
 from likeness.models import Replica, Video
 from likeness.providers.tts_piper import synthesize
 from likeness.replica import service as replicas
@@ -204,10 +204,7 @@ def _encode(
     work: Path,
     looks: _Looks,
 ) -> None:
-    if rate not in AAC_RATES:
-        from likeness.media.audio import resample
-
-        samples, rate = resample(samples, rate, 48000), 48000
+    samples, rate = aac_ready(samples, rate)
     total = max(1, int(np.ceil(len(samples) / rate * model.fps)))
     still: list[np.ndarray] = []
 

@@ -72,16 +72,14 @@ class MouthbankSession:
         raw = F.raw_features(self._audio, self._offset, wanted, self.fps)
         rel = self._peak.update_from(raw[:, 0], self._peaked, wanted)
         self._peaked = max(self._peaked, int(wanted[-1]) + 1)
+        speech = F.is_speech(raw[:, 0], rel)
+        targets = [self._target(raw[k], rel[k], bool(speech[k])) for k in range(len(wanted))]
         frames = []
         for k, utt_frame in enumerate(range(self._done, ready)):
-            speaking = bool(F.is_speech(raw[k : k + 1, 0], rel[k : k + 1])[0])
-            opening, width = self._target(raw[k], rel[k], speaking)
+            speaking = bool(speech[k])
+            opening, width = targets[k]
             nxt = k + 1 < len(wanted)
-            if nxt:
-                next_speaking = bool(F.is_speech(raw[k + 1 : k + 2, 0], rel[k + 1 : k + 2])[0])
-                next_open, _ = self._target(raw[k + 1], rel[k + 1], next_speaking)
-            else:
-                next_open = opening
+            next_open = targets[k + 1][0] if nxt else opening
             smoothed = 0.25 * self._last_open + 0.5 * opening + 0.25 * next_open
             next_rel = float(rel[k + 1]) if nxt else float(rel[k])
             dip = rel[k] <= self._last_rel and rel[k] <= next_rel
