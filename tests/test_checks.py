@@ -150,3 +150,35 @@ def test_background_noise_fails(tmp_path: Path, footage: tuple) -> None:
     failure, report = _fails(tmp_path, frames, (audio + noise).astype(np.float32), rate)
     assert failure == "background_noise_detected"
     assert report["background_noise_detected"]["value"] < 15
+
+
+def test_a_hand_over_the_face_fails(tmp_path: Path, footage: tuple) -> None:
+    """A real hand over a real face and mouth (a Pexels clip) with real speech under it."""
+    _, audio, rate = footage
+    frames = list(iter_frames(FIXTURES / "hand_over_face.mp4"))[: int(len(audio) / rate * FPS)]
+    failure, report = _fails(tmp_path, frames, audio, rate)
+    assert failure == "hands_obstructing_face", report
+    spans = report["hands_obstructing_face"]["ranges_s"]
+    start, end = spans[0][0], spans[-1][1]
+    assert 2.0 <= start <= 3.5 and end >= 8.0  # the hand is up from 2.5 s to 9.6 s (24 fps)
+
+
+def test_a_hand_on_the_chin_passes(tmp_path: Path) -> None:
+    """talking_unsynced.mp4 rests a hand under the chin from 44 s to 52 s: the face stays
+    clear, so the whole clip passes every check."""
+    frames = list(iter_frames(FIXTURES / "talking_unsynced.mp4"))
+    audio, rate = read_audio(FIXTURES / "talking_unsynced.mp4")
+    report = _train(tmp_path, frames, audio, rate)["checks"]
+    assert all(c["passed"] for c in report), report
+
+
+def test_a_covered_face_fails_obstruction(tmp_path: Path, footage: tuple) -> None:
+    """A card held over the face for a quarter of the video."""
+    frames, audio, rate = footage
+    covered = [x.copy() for x in frames]
+    h, w = frames[0].shape[:2]
+    for x in covered[100:170]:
+        x[h // 8 : h - h // 8, w // 4 : w - w // 4] = (200, 190, 170)
+    failure, report = _fails(tmp_path, covered, audio, rate)
+    assert failure == "face_or_obstruction_detected", report
+    assert report["face_or_obstruction_detected"]["ranges_s"] == [[4.0, 6.8]]

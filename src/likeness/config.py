@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     consent_min_score: float = 0.6
 
     # Upload checks (training/checks.py documents how each default was measured).
+    check_hidden_share: float = 0.1
+    check_hand_in_face: float = 0.25
+    check_hand_share: float = 0.1
     check_cut_change: float = 25.0
     check_second_face_share: float = 0.2
     check_turned_yaw: float = 0.3

@@ -154,7 +154,7 @@ def check(video: Path = typer.Argument(..., exists=True, dir_okay=False)) -> Non
         where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in r.ranges_s[:5])
         mark = "ok  " if r.passed else "FAIL"
         typer.echo(
-            f"  {mark} {r.check:<26} {r.value:>8.3f}  (want {r.threshold})  {r.detail}"
+            f"  {mark} {r.check:<28} {r.value:>8.3f}  (want {r.threshold})  {r.detail}"
             + (f"  at {where}" if where and not r.passed else "")
         )
     failed = checks.first_failure(results)

@@ -93,7 +93,7 @@ def track(
 class FaceCounter:
     """How many faces MediaPipe's full-range face detector sees, every ``every``-th frame."""
 
-    def __init__(self, every: int = 5, min_confidence: float = 0.6) -> None:
+    def __init__(self, every: int = 10, min_confidence: float = 0.6) -> None:
         import mediapipe as mp
 
         self._detector = mp.solutions.face_detection.FaceDetection(

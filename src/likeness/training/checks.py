@@ -15,6 +15,9 @@ Thresholds were chosen from measurements on the real clips in shared/data (2026-
 | speech share of the audio | 0.82 (talking_unsynced) | Wolfgang 0.00 (digital silence) |
 | speech level over the noise floor (dB) | 32.6 | the same speech + white noise at 10 dB SNR: 8.7 |
 | p95 head distance from its median place (IODs) | <= 0.46 (cap12's zooms) | |
+| frames without a tracked face (share) | 0.00 (all six) | face_noface / noface_face 0.57 |
+| one hand's points inside the face outline (max) | 0.14 (cap12: hand on chin) | Wolfgang 0.62 |
+| sampled frames with such a hand (>= 0.25 inside) | 0.00 | Wolfgang 0.36 |
 """
 
 from __future__ import annotations
@@ -25,15 +28,18 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from likeness.face import landmarks as lm
+from likeness.face.hands import share_inside as hand_share_inside
 from likeness.face.tracker import FaceTrack
 
 # Tavus's order (spec §3.3): when several checks fail, the first here is reported.
 ORDER = (
+    "face_or_obstruction_detected",
     "lighting_change_detected",
     "background_noise_detected",
     "video_editing_detected",
     "excessive_movement_detected",
     "audio_processing",
+    "hands_obstructing_face",
     "second_person_detected",
     "improper_distance",
     "inconsistent_distance",
@@ -44,6 +50,9 @@ ORDER = (
 
 @dataclass(frozen=True)
 class Thresholds:
+    hidden_share: float = 0.1  # frames where the face tracker lost the face
+    hand_in_face: float = 0.25  # share of one hand's 21 points inside the face outline
+    hand_share: float = 0.1  # sampled face frames with such a hand
     cut_change: float = 25.0  # grey levels; also at least 8x the video's median change
     second_face_share: float = 0.2
     turned_yaw: float = 0.3
@@ -78,6 +87,8 @@ class Measures:
     change: np.ndarray  # (T,) mean abs grey change from the previous frame
     face_frames: np.ndarray  # (S,) indices of the frames the face detector saw
     face_counts: np.ndarray  # (S,) faces it found there
+    hand_frames: np.ndarray  # (H,) indices of the frames the hand tracker saw
+    hand_points: np.ndarray  # (H, 2, 21, 2) its hands' landmarks, NaN where absent
     speech: np.ndarray  # (A,) per-frame speech flags from the audio
     energy_db: np.ndarray  # (A,) per-frame speech-band energy (dBFS)
 
@@ -85,11 +96,13 @@ class Measures:
 def run(m: Measures, t: Thresholds = Thresholds()) -> list[CheckResult]:
     """Every check, in Tavus's order."""
     results = [
+        _hidden(m, t),
         _lighting(m, t),
         _noise(m, t),
         _editing(m, t),
         _movement(m, t),
         _speech(m, t),
+        _hands(m, t),
         _second_person(m, t),
         *_distance(m, t),
         _turned(m, t),
@@ -177,13 +190,57 @@ def _speech(m: Measures, t: Thresholds) -> CheckResult:
     )
 
 
+def _sampled(m: Measures, frames: np.ndarray, flags: np.ndarray) -> np.ndarray:
+    """Flags on every ``every``-th frame spread back onto every frame (each covers its gap)."""
+    step = int(frames[1] - frames[0]) if len(frames) > 1 else 1
+    out = np.zeros(m.track.n_frames, bool)
+    for frame, flag in zip(frames, flags, strict=True):
+        if flag:
+            out[int(frame) : int(frame) + step] = True
+    return out
+
+
+def _hidden(m: Measures, t: Thresholds) -> CheckResult:
+    """The face out of view or covered by something for part of the video (under half of it
+    fails earlier, in face tracking, with the "face not detected" message)."""
+    hidden = ~m.track.present
+    share = float(hidden.mean()) if len(hidden) else 0.0
+    return CheckResult(
+        "face_or_obstruction_detected",
+        share <= t.hidden_share,
+        share,
+        f"<= {t.hidden_share:.2f}",
+        "share of frames where the face was hidden or out of view",
+        ranges(hidden, m.fps),
+    )
+
+
+def _hands(m: Measures, t: Thresholds) -> CheckResult:
+    """A hand over the face: a good part of one hand's landmarks inside the face outline (a
+    fingertip resting on the chin stays under the threshold)."""
+    shares, seen = [], []
+    for frame, hands in zip(m.hand_frames, m.hand_points, strict=True):
+        if frame >= m.track.n_frames or not m.track.present[int(frame)]:
+            continue
+        seen.append(int(frame))
+        shares.append(hand_share_inside(hands, m.track.landmarks[int(frame), lm.FACE_OVAL]))
+    over = np.array(shares) >= t.hand_in_face
+    share = float(over.mean()) if len(over) else 0.0
+    return CheckResult(
+        "hands_obstructing_face",
+        share <= t.hand_share,
+        share,
+        f"<= {t.hand_share:.2f}",
+        f"share of sampled frames with a hand over the face (>= {t.hand_in_face:.0%} of it "
+        "inside the face outline)",
+        ranges(_sampled(m, np.array(seen, np.int64), over), m.fps),
+    )
+
+
 def _second_person(m: Measures, t: Thresholds) -> CheckResult:
     several = m.face_counts >= 2
     share = float(several.mean()) if len(several) else 0.0
-    flags = np.zeros(m.track.n_frames, bool)
-    for frame, many in zip(m.face_frames, several, strict=True):
-        if many:
-            flags[int(frame) : int(frame) + 5] = True
+    flags = _sampled(m, m.face_frames, several)
     return CheckResult(
         "second_person_detected",
         share <= t.second_face_share,

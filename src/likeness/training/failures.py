@@ -39,6 +39,10 @@ MESSAGES: dict[str, str] = {
         "There was an issue processing your training file: Your consent phrase does not match "
         "our requirements. Please follow our specified format closely"
     ),
+    "face_or_obstruction_detected": (
+        "There was an issue processing your training file: More than one face detected or "
+        "obstructions present. Please ensure only your face is visible and clear"
+    ),
     "lighting_change_detected": (
         "There was an issue processing your training file: Lighting changes detected. Ensure "
         "your face is evenly lit throughout the video"
@@ -54,6 +58,11 @@ MESSAGES: dict[str, str] = {
     "video_editing_detected": (
         "There was an issue processing your training file: Video appears edited or contains "
         "cuts. Please submit an unedited, continuous video"
+    ),
+    "hands_obstructing_face": (
+        "There was a quality issue with your replica. The user's hand obstructed the face "
+        "during recording. Please edit your video or record a new training video and keep "
+        "hands away from the face."
     ),
     "second_person_detected": (
         "There was a quality issue with your replica. A second person or face was detected in "

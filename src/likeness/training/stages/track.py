@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from likeness.errors import TrainingFailure
+from likeness.face.hands import HandWatch
 from likeness.face.tracker import FaceCounter, FaceTrack, track
 from likeness.media.framestats import FrameStats
 from likeness.media.probe import Undecodable
@@ -26,18 +27,19 @@ TRACK = "track.npz"
 def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) -> FaceTrack:
     info = probe.load(work_dir)
     hint = int(info.duration_s * info.fps)
-    stats, faces = FrameStats(), FaceCounter()
+    stats, faces, hands = FrameStats(), FaceCounter(), HandWatch()
     try:
         result = track(
             iter_frames(work_dir / SOURCE),
             hint,
             on_progress,
-            observers=[lambda _i, rgb: stats.add(rgb), faces],
+            observers=[lambda _i, rgb: stats.add(rgb), faces, hands],
         )
     except Undecodable as exc:
         raise TrainingFailure("video_damaged", str(exc)) from exc
     finally:
         faces.close()
+        hands.close()
     if result.n_frames == 0:
         raise TrainingFailure("video_damaged", "no decodable frames")
     if result.face_share < limits.min_face_share:
@@ -55,6 +57,8 @@ def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) ->
         change=stats.change,
         face_frames=np.array(faces.frames, np.int64),
         face_counts=np.array(faces.counts, np.int64),
+        hand_frames=np.array(hands.frames, np.int64),
+        hand_points=hands.points,
     )
     return result
 
@@ -69,6 +73,9 @@ def load(work_dir: Path) -> FaceTrack:
         )
 
 
+MEASURES = ("luma", "change", "face_frames", "face_counts", "hand_frames", "hand_points")
+
+
 def load_measures(work_dir: Path) -> dict[str, np.ndarray]:
     with np.load(work_dir / TRACK) as data:
-        return {k: data[k] for k in ("luma", "change", "face_frames", "face_counts")}
+        return {k: data[k] for k in MEASURES}

@@ -38,6 +38,8 @@ def measure(work_dir: Path) -> checks.Measures:
         change=stats["change"],
         face_frames=stats["face_frames"],
         face_counts=stats["face_counts"],
+        hand_frames=stats["hand_frames"],
+        hand_points=stats["hand_points"],
         speech=is_speech(features[:, 0], features[:, 1]),
         energy_db=features[:, 0],
     )
