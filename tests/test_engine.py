@@ -9,11 +9,14 @@ import av
 import numpy as np
 import pytest
 
-from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
-from likeness.engines.render import render_to_mp4
+from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel, visemes
+from likeness.engines.render import frames_for, render_to_mp4
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio
+from likeness.providers import asr_sphinx
+from likeness.providers.asr_sphinx import Phone
+from likeness.providers.script import speak
 from likeness.training import pipeline
 
 from .conftest import FIXTURES
@@ -132,3 +135,49 @@ def test_render_writes_h264_aac_of_the_audio_length(
     assert frames == int(np.ceil(len(speech) / SR * 25))
     # AAC pads to whole 1024-sample frames; the stream keeps exactly our samples + padding.
     assert len(speech) <= decoded <= len(speech) + 2048
+
+
+def test_offline_render_closes_the_lips_on_every_bilabial(
+    model: MouthbankModel, speech: np.ndarray
+) -> None:
+    """Phones aligned to the words ("… young man"): the frame holding each /p b m/ shows
+    closed lips, the frames of its open vowels an open mouth (read back with FaceMesh)."""
+    text = "he was not an ill disposed young man"
+    phones = asr_sphinx.align(speech, text)
+    assert [p.name for p in phones if p.name in visemes.BILABIALS] == ["P", "M"]
+    images = list(frames_for(model, speech, SR, phones))
+    opening = _openings(images)
+    fps = model.fps
+    for phone in phones:
+        frames = opening[int(phone.start_s * fps) : int(np.ceil(phone.end_s * fps))]
+        if phone.name in visemes.BILABIALS:
+            assert frames.min() < 0.03, phone
+        if phone.name in visemes.OPEN_VOWELS and phone.end_s - phone.start_s >= 0.06:
+            assert frames.max() > 0.05, phone
+
+
+def test_visemes_of_a_frame() -> None:
+    phones = [
+        Phone("SIL", 0.0, 0.2),
+        Phone("M", 0.2, 0.23),  # 30 ms: shorter than a frame, still closes one
+        Phone("AA", 0.23, 0.4),
+        Phone("S", 0.4, 0.5),
+        Phone("IY", 0.5, 0.6),
+    ]
+    kinds = visemes.Visemes(phones, 25.0).kinds(np.arange(16))
+    assert list(kinds[:5]) == [visemes.CLOSED] * 5  # silence
+    assert kinds[5] == visemes.CLOSED  # 0.20-0.24 s holds the /m/'s middle
+    assert list(kinds[6:10]) == [visemes.OPEN_VOWEL] * 4
+    assert kinds[10] == visemes.OTHER  # /s/
+    assert kinds[13] == visemes.VOWEL
+    assert kinds[15] == visemes.OTHER  # past the last phone
+
+
+def test_a_script_is_spoken_with_its_phones_aligned_sentence_by_sentence() -> None:
+    samples, rate, phones = speak("Mop the floor. Bob came by at nine!")
+    seconds = len(samples) / rate
+    spoken = [p.name for p in phones if p.name not in visemes.SILENCES]
+    assert spoken[:5] == ["M", "AA", "P", "DH", "AH"]
+    assert spoken.count("B") == 3 and "M" in spoken[5:]  # the second sentence, placed after
+    starts = [p.start_s for p in phones]
+    assert starts == sorted(starts) and phones[-1].end_s <= seconds + 0.05

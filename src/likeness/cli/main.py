@@ -81,7 +81,7 @@ def render(
     from likeness.engines.render import render_to_mp4
     from likeness.media.audio import read_audio
     from likeness.media.probe import Undecodable
-    from likeness.providers.tts_piper import synthesize
+    from likeness.providers.script import speak
     from likeness.replica import repository, service
     from likeness.runtime import build_runtime
 
@@ -98,6 +98,7 @@ def render(
         bundle = runtime.storage.path(f"{service.work_key(row.id)}/{row.artifacts['bundle']}")
         engine_name = row.engine
     started = time.perf_counter()
+    phones = None  # recognised from the audio while rendering
     if audio is not None:
         try:
             samples, rate = read_audio(audio)
@@ -105,11 +106,11 @@ def render(
             _fail(f"cannot read audio from {audio}: {exc}")
     else:
         assert text is not None
-        samples, rate = synthesize(text)
+        samples, rate, phones = speak(text)
     if samples.size == 0:
         _fail("the audio is empty")
     model = get_engine(engine_name).load(bundle)
-    frames = render_to_mp4(model, samples, rate, output)
+    frames = render_to_mp4(model, samples, rate, output, phones)
     seconds = len(samples) / rate
     took = time.perf_counter() - started
     typer.echo(

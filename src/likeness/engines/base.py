@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from likeness.face.tracker import FaceTrack
+from likeness.providers.asr_sphinx import Phone
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,10 @@ class EngineSession(Protocol):
 
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
         """Queue (N,) float32 mono speech for the replica to say."""
+
+    def push_phones(self, phones: list[Phone]) -> None:
+        """Phone timings of the queued utterance, when known (offline renders): the engine
+        may use them for visemes. Seconds from the utterance's first sample."""
 
     def end_audio(self) -> None:
         """No more audio for now: let the frames for the tail of the queued audio out."""

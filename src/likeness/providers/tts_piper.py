@@ -3,10 +3,13 @@ ships (en_US joe, medium). No download at run time."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 @lru_cache(maxsize=1)
@@ -19,11 +22,25 @@ def _voice() -> Any:
 
 def synthesize(text: str) -> tuple[np.ndarray, int]:
     """Text → ((N,) float32 mono, sample_rate_hz)."""
-    if not text.strip():
+    parts, rate = synthesize_sentences(text)
+    return np.concatenate([samples for _, samples in parts]), rate
+
+
+def synthesize_sentences(text: str) -> tuple[list[tuple[str, np.ndarray]], int]:
+    """Text → ([(sentence, (N,) float32 mono), …] in order, sample_rate_hz): each sentence
+    with its own audio, so that it can be aligned on its own."""
+    sentences = [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
+    if not sentences:
         raise ValueError("nothing to say: the text is empty")
-    chunks = list(_voice().synthesize(text))
-    if not chunks:
+    parts: list[tuple[str, np.ndarray]] = []
+    rate = 0
+    for sentence in sentences:
+        chunks = list(_voice().synthesize(sentence))
+        if not chunks:
+            continue
+        rate = int(chunks[0].sample_rate)
+        audio = np.concatenate([c.audio_float_array.reshape(-1) for c in chunks])
+        parts.append((sentence, audio.astype(np.float32)))
+    if not parts:
         raise ValueError("the voice produced no audio")
-    rate = int(chunks[0].sample_rate)
-    samples = np.concatenate([c.audio_float_array.reshape(-1) for c in chunks]).astype(np.float32)
-    return samples, rate
+    return parts, rate

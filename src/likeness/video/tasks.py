@@ -25,7 +25,8 @@ from likeness.media.hls import write_hls, write_still
 from likeness.media.probe import Undecodable
 from likeness.media.video import aac_ready, iter_frames, loop_frames, write_mp4, write_webm_alpha
 from likeness.models import Replica, Video
-from likeness.providers.tts_piper import synthesize
+from likeness.providers.asr_sphinx import Phone
+from likeness.providers.script import speak
 from likeness.replica import service as replicas
 from likeness.replica.tasks import Deps
 from likeness.video import repository, service
@@ -96,10 +97,10 @@ def render(deps: Deps, video_id: str) -> None:
         with Heartbeat(
             lambda: _renew(deps, video_id), lease.total_seconds() / 4, f"lease-{video_id}"
         ):
-            samples, rate = _audio(deps, script, audio_url, work)
+            samples, rate, phones = _audio(deps, script, audio_url, work)
             model = _model(engine, bundle)
             looks = _Looks(transparent, _background(deps, background, work))
-            _encode(deps, video_id, model, samples, rate, work, looks)
+            _encode(deps, video_id, model, (samples, rate, phones), work, looks)
     except RenderFailure as exc:
         with transaction(deps.sessions) as session:
             row = session.get(Video, video_id)
@@ -138,9 +139,12 @@ def recover_stale(deps: Deps) -> list[str]:
 
 def _audio(
     deps: Deps, script: str | None, audio_url: str | None, work: Path
-) -> tuple[np.ndarray, int]:
+) -> tuple[np.ndarray, int, list[Phone] | None]:
+    """The speech, its rate, and its phones when the script gives them (else None: they are
+    recognised while rendering)."""
+    phones = None
     if script:
-        samples, rate = synthesize(script)
+        samples, rate, phones = speak(script)
     else:
         assert audio_url
         source = work / "audio.input"
@@ -158,7 +162,7 @@ def _audio(
             f"the audio lasts {seconds:.1f} s; it must last between "
             f"{service.MIN_AUDIO_S:.0f} s and {service.MAX_AUDIO_S / 60:.0f} min"
         )
-    return samples, rate
+    return samples, rate, phones
 
 
 @dataclass(frozen=True)
@@ -199,18 +203,18 @@ def _encode(
     deps: Deps,
     video_id: str,
     model: ReplicaModel,
-    samples: np.ndarray,
-    rate: int,
+    speech: tuple[np.ndarray, int, list[Phone] | None],
     work: Path,
     looks: _Looks,
 ) -> None:
-    samples, rate = aac_ready(samples, rate)
+    """speech: the samples, their rate, and their phones (None: recognise them)."""
+    samples, rate = aac_ready(*speech[:2])
     total = max(1, int(np.ceil(len(samples) / rate * model.fps)))
     still: list[np.ndarray] = []
 
     def counted() -> Iterator[np.ndarray]:
         last_pct = 0
-        for index, image in enumerate(frames_for(model, samples, rate)):
+        for index, image in enumerate(frames_for(model, samples, rate, speech[2])):
             if index == min(total - 1, int(model.fps)):
                 still.append(image)
             pct = min(95, int(95 * (index + 1) / total))

@@ -23,7 +23,7 @@ from likeness.engines.mouthbank import features as F
 from likeness.face import align
 from likeness.face import landmarks as lm
 from likeness.media.audio import resample
-from likeness.media.video import iter_frames, write_mp4
+from likeness.media.video import frames_numbered, write_mp4
 
 BUNDLE_VERSION = 1
 MAX_BANK = 1500
@@ -261,23 +261,18 @@ def _extract_bank(
     thumb_size = (max(8, size[0] // 4), max(8, size[1] // 4))
     thumbs = np.zeros((len(frames), thumb_size[1], thumb_size[0]), np.float32)
     last = int(frames[-1])
-    for number, rgb in enumerate(iter_frames(data.video_path)):
-        row = wanted.get(number)
-        if row is not None:
-            crop = cv2.warpAffine(
-                rgb, transforms[row], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
-            )
-            ok, jpeg = cv2.imencode(
-                ".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY]
-            )
-            assert ok
-            blobs[row] = jpeg.tobytes()
-            grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
-            thumbs[row] = cv2.resize(grey, thumb_size, interpolation=cv2.INTER_AREA)
-        if number % 100 == 0:
+    for number, rgb in frames_numbered(data.video_path, wanted):
+        row = wanted[number]
+        crop = cv2.warpAffine(
+            rgb, transforms[row], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+        )
+        ok, jpeg = cv2.imencode(".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
+        assert ok
+        blobs[row] = jpeg.tobytes()
+        grey = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
+        thumbs[row] = cv2.resize(grey, thumb_size, interpolation=cv2.INTER_AREA)
+        if row % 50 == 0:
             progress(0.1 + 0.7 * min(1.0, number / max(1, last)))
-        if number >= last:
-            break
     return blobs, thumbs
 
 
@@ -311,13 +306,8 @@ def _occlusion_threshold(scores: np.ndarray) -> float:
 
 def _frames_at(video: Path, wanted: np.ndarray) -> Iterator[np.ndarray]:
     """The frames numbered ``wanted`` (ascending), decoding no further than the last."""
-    targets = set(int(f) for f in wanted)
-    last = int(wanted[-1])
-    for number, rgb in enumerate(iter_frames(video)):
-        if number in targets:
-            yield rgb
-        if number >= last:
-            return
+    for _, rgb in frames_numbered(video, (int(f) for f in wanted)):
+        yield rgb
 
 
 def _audio_map(

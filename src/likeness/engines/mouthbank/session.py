@@ -3,6 +3,10 @@
 Per frame: loudness/tilt features (features.py) → the person's fitted quantile maps give a
 target mouth opening and width → unit selection over the mouth bank (target cost plus a join
 cost that favours continuing the same source clip) → composite onto the base loop.
+
+When phone timings are known (offline renders: ``push_phones``), they decide where the lips
+meet (/p b m/, silence) and hold vowels open (visemes.py); the loudness cues are then only
+for the degree of opening. A live session without phones uses the loudness cues alone.
 """
 
 from __future__ import annotations
@@ -11,14 +15,19 @@ import numpy as np
 
 from likeness.engines.base import RenderedFrame
 from likeness.engines.mouthbank import features as F
+from likeness.engines.mouthbank import visemes as V
 from likeness.engines.mouthbank.composite import composite
 from likeness.engines.mouthbank.model import MouthbankModel
 from likeness.media.audio import resample
+from likeness.providers.asr_sphinx import Phone
 
 WIDTH_WEIGHT = 0.3
 JOIN_WEIGHT = 0.5
 JUMP_COST = 0.35
 HOLD_COST = 0.1
+ANY = (-np.inf, np.inf)
+CLOSED_SLACK = 0.01  # of the inter-ocular distance, over the person's closed mouth
+VOWEL_SLACK = 0.8  # of the vowel's floor
 
 
 class MouthbankSession:
@@ -31,6 +40,7 @@ class MouthbankSession:
         self._width_scale = float(np.std(model.bank_width)) + 1e-4
         self._shape_scale = float(np.mean(np.var(model.bank_shape, axis=0)).sum()) + 1e-6
         self._rest_width = float(np.median(model.bank_width))
+        self._closed_band = (-np.inf, model.closed_opening + CLOSED_SLACK)
         self._audio: np.ndarray = np.zeros(0, np.float32)
         self._offset = 0  # absolute sample index of self._audio[0], from the utterance start
         self._pushed = 0
@@ -40,6 +50,8 @@ class MouthbankSession:
         self._peak = _Peak(self.fps)
         self._last_open = model.closed_opening
         self._last_rel = 0.0
+        self._visemes = V.Visemes([], self.fps)
+        self._vowel_open = V.vowel_openings(model.open_q)
 
     # -- the interface -------------------------------------------------------------------
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
@@ -49,6 +61,10 @@ class MouthbankSession:
         self._audio = np.concatenate([self._audio, chunk])
         self._pushed += len(chunk)
         self._ended = False
+
+    def push_phones(self, phones: list[Phone]) -> None:
+        """Phone timings for the queued utterance (seconds from its first sample)."""
+        self._visemes = V.Visemes(phones, self.fps)
 
     def end_audio(self) -> None:
         self._ended = True
@@ -73,7 +89,15 @@ class MouthbankSession:
         rel = self._peak.update_from(raw[:, 0], self._peaked, wanted)
         self._peaked = max(self._peaked, int(wanted[-1]) + 1)
         speech = F.is_speech(raw[:, 0], rel)
+        kinds = self._visemes.kinds(wanted) if self._visemes else None
+        if kinds is not None:
+            speech |= kinds >= V.VOWEL
         targets = [self._target(raw[k], rel[k], bool(speech[k])) for k in range(len(wanted))]
+        if kinds is not None:
+            targets = [
+                (max(o, self._vowel_open.get(int(kind), o)), w)
+                for (o, w), kind in zip(targets, kinds, strict=True)
+            ]
         frames = []
         for k, utt_frame in enumerate(range(self._done, ready)):
             speaking = bool(speech[k])
@@ -83,11 +107,22 @@ class MouthbankSession:
             smoothed = 0.25 * self._last_open + 0.5 * opening + 0.25 * next_open
             next_rel = float(rel[k + 1]) if nxt else float(rel[k])
             dip = rel[k] <= self._last_rel and rel[k] <= next_rel
-            if not speaking or F.is_closure(float(rel[k]), float(raw[k, 1]), bool(dip)):
-                smoothed = self.model.closed_opening  # lips meet: pauses, /p b m/ and kin
+            # Lips meet in pauses, on /p b m/ and (from the loudness cues) on what sounds like
+            # a closure; phones, when known, overrule the cues on vowels.
+            kind = V.OTHER if kinds is None else int(kinds[k])
+            cue = F.is_closure(float(rel[k]), float(raw[k, 1]), bool(dip))
+            closed = not speaking or kind == V.CLOSED or (kind == V.OTHER and cue)
+            band = ANY
+            if closed:
+                smoothed = self.model.closed_opening
+                band = self._closed_band
+            elif kind in self._vowel_open:  # vowels stay open, however short
+                floor = self._vowel_open[kind]
+                smoothed = max(smoothed, floor)
+                band = (VOWEL_SLACK * floor, np.inf)
             self._last_open = opening
             self._last_rel = float(rel[k])
-            frames.append(self._render(smoothed, width, speaking))
+            frames.append(self._render(smoothed, width, speaking, band))
             self._done = utt_frame + 1
         self._trim()
         if self._ended and self._done >= total:
@@ -95,7 +130,7 @@ class MouthbankSession:
         return frames
 
     def idle_frame(self) -> RenderedFrame:
-        return self._render(self.model.closed_opening, self._rest_width, speaking=False)
+        return self._render(self.model.closed_opening, self._rest_width, False, self._closed_band)
 
     # -- internals -----------------------------------------------------------------------
     def _reset_utterance(self) -> None:
@@ -108,6 +143,7 @@ class MouthbankSession:
         self._last_rel = 0.0
         self._peak = _Peak(self.fps)
         self._last_open = self.model.closed_opening
+        self._visemes = V.Visemes([], self.fps)
 
     def _trim(self) -> None:
         keep_from = int(F.frame_center(np.array([self._done]), self.fps)[0]) - F.N_FFT
@@ -124,9 +160,14 @@ class MouthbankSession:
         width = float(np.interp(raw[1], model.tilt_q, model.width_q))
         return opening, width
 
-    def _select(self, opening: float, width: float) -> int:
+    def _select(self, opening: float, width: float, band: tuple[float, float]) -> int:
+        """band: the openings allowed (a hard constraint where at least five crops are in it:
+        the join cost must not keep a mouth open into a /b/ or shut through a vowel)."""
         model = self.model
         cost = ((model.bank_opening - opening) / self._open_scale) ** 2
+        outside = (model.bank_opening < band[0]) | (model.bank_opening > band[1])
+        if (~outside).sum() >= 5:
+            cost[outside] += 1e6
         cost += WIDTH_WEIGHT * ((model.bank_width - width) / self._width_scale) ** 2
         prev = self._prev
         if prev is not None:
@@ -139,13 +180,15 @@ class MouthbankSession:
         self._prev = choice
         return choice
 
-    def _render(self, opening: float, width: float, speaking: bool) -> RenderedFrame:
+    def _render(
+        self, opening: float, width: float, speaking: bool, band: tuple[float, float]
+    ) -> RenderedFrame:
         model = self.model
         n_base = len(model.base_images)
         period = max(1, 2 * n_base - 2)
         phase = self._frame % period
         b = phase if phase < n_base else period - phase
-        j = self._select(opening, width)
+        j = self._select(opening, width, band)
         image = composite(
             model.base_images[b], model.base_to_frame[b], model.bank_images[j], model.mask
         )
