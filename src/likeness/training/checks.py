@@ -190,6 +190,13 @@ def _speech(m: Measures, t: Thresholds) -> CheckResult:
     )
 
 
+def _at_most(
+    check: str, share: float, limit: float, detail: str, where: list[tuple[float, float]]
+) -> CheckResult:
+    """A check that passes while a share of the video stays at or under its limit."""
+    return CheckResult(check, share <= limit, share, f"<= {limit:.2f}", detail, where)
+
+
 def _sampled(m: Measures, frames: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """Flags on every ``every``-th frame spread back onto every frame (each covers its gap)."""
     step = int(frames[1] - frames[0]) if len(frames) > 1 else 1
@@ -205,11 +212,10 @@ def _hidden(m: Measures, t: Thresholds) -> CheckResult:
     fails earlier, in face tracking, with the "face not detected" message)."""
     hidden = ~m.track.present
     share = float(hidden.mean()) if len(hidden) else 0.0
-    return CheckResult(
+    return _at_most(
         "face_or_obstruction_detected",
-        share <= t.hidden_share,
         share,
-        f"<= {t.hidden_share:.2f}",
+        t.hidden_share,
         "share of frames where the face was hidden or out of view",
         ranges(hidden, m.fps),
     )
@@ -226,11 +232,10 @@ def _hands(m: Measures, t: Thresholds) -> CheckResult:
         shares.append(hand_share_inside(hands, m.track.landmarks[int(frame), lm.FACE_OVAL]))
     over = np.array(shares) >= t.hand_in_face
     share = float(over.mean()) if len(over) else 0.0
-    return CheckResult(
+    return _at_most(
         "hands_obstructing_face",
-        share <= t.hand_share,
         share,
-        f"<= {t.hand_share:.2f}",
+        t.hand_share,
         f"share of sampled frames with a hand over the face (>= {t.hand_in_face:.0%} of it "
         "inside the face outline)",
         ranges(_sampled(m, np.array(seen, np.int64), over), m.fps),
@@ -241,11 +246,10 @@ def _second_person(m: Measures, t: Thresholds) -> CheckResult:
     several = m.face_counts >= 2
     share = float(several.mean()) if len(several) else 0.0
     flags = _sampled(m, m.face_frames, several)
-    return CheckResult(
+    return _at_most(
         "second_person_detected",
-        share <= t.second_face_share,
         share,
-        f"<= {t.second_face_share:.2f}",
+        t.second_face_share,
         "share of sampled frames with two or more faces",
         ranges(flags, m.fps),
     )
@@ -295,11 +299,10 @@ def _turned(m: Measures, t: Thresholds) -> CheckResult:
     yaw = np.abs(lm.yaw_proxy(points)) if len(points) else np.zeros(0)
     share = float((yaw > t.turned_yaw).mean()) if len(yaw) else 0.0
     flags = _on_face_frames(m, yaw > t.turned_yaw)
-    return CheckResult(
+    return _at_most(
         "face_turned_away",
-        share <= t.turned_share,
         share,
-        f"<= {t.turned_share:.2f}",
+        t.turned_share,
         f"share of frames with the head turned (|yaw| > {t.turned_yaw})",
         ranges(flags, m.fps),
     )
