@@ -38,15 +38,18 @@ def probe(path: Path) -> MediaInfo:
             video = videos[0] if videos else None
             duration_s = _duration(container, video)
             fps = float(video.average_rate or video.guessed_rate or 0) if video else 0.0
-            if video is not None:
-                _first_frame(container, video)
+            turned = _first_frame(container, video) if video is not None else False
+            width = video.codec_context.width if video else 0
+            height = video.codec_context.height if video else 0
+            if turned:
+                width, height = height, width
             return MediaInfo(
                 duration_s=duration_s,
                 has_video=video is not None,
                 has_audio=bool(audios),
                 fps=fps,
-                width=video.codec_context.width if video else 0,
-                height=video.codec_context.height if video else 0,
+                width=width,
+                height=height,
                 video_codec=video.codec_context.name if video else None,
                 audio_codec=audios[0].codec_context.name if audios else None,
                 container=container.format.name,
@@ -63,7 +66,8 @@ def _duration(container: av.container.InputContainer, video: av.VideoStream | No
     return 0.0
 
 
-def _first_frame(container: av.container.InputContainer, video: av.VideoStream) -> None:
-    for _frame in container.decode(video):
-        return
+def _first_frame(container: av.container.InputContainer, video: av.VideoStream) -> bool:
+    """Decode one frame; True when the video is shown turned a quarter (a phone's portrait)."""
+    for frame in container.decode(video):
+        return round(frame.rotation / 90) % 2 == 1
     raise Undecodable("no decodable video frame")

@@ -39,9 +39,10 @@ def iter_frames(path: Path, max_side: int | None = None, start: int = 0) -> Iter
                 if number < start:
                     continue
                 if scale != 1.0:
-                    yield frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+                    rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
                 else:
-                    yield frame.to_ndarray(format="rgb24")
+                    rgb = frame.to_ndarray(format="rgb24")
+                yield upright(frame, rgb)
     except av.FFmpegError as exc:
         raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
 
@@ -59,11 +60,18 @@ def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np
             stream.thread_type = "AUTO"
             for number, frame in enumerate(container.decode(stream)):
                 if number in keep:
-                    yield number, frame.to_ndarray(format="rgb24")
+                    yield number, upright(frame, frame.to_ndarray(format="rgb24"))
                 if number >= last:
                     return
     except av.FFmpegError as exc:
         raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def upright(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
+    """The picture as it is meant to be shown: phones store portrait video sideways with a
+    display matrix (``frame.rotation``, degrees counter-clockwise), which we apply."""
+    turns = round(frame.rotation / 90) % 4
+    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
 
 
 def _even(value: float) -> int:
