@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from likeness.errors import TrainingFailure
+from likeness.media import download
 from likeness.training import failures, pipeline
 
 DAMAGED = (
@@ -116,6 +117,23 @@ def test_private_addresses_are_refused_by_default(served: tuple[str, Path], tmp_
         pipeline.run(job)
     assert caught.value.failure_type == "download_link"
     assert "non-public" in caught.value.detail
+
+
+def test_dns_rebinding_is_refused_at_connect(
+    served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The name looked public when checked, then the connection reached a private address."""
+    monkeypatch.setattr(download, "check_url", lambda _url, *, allow_private: None)
+    with pytest.raises(download.DownloadError, match="non-public"):
+        download.download(
+            f"{served[0]}/talking_unsynced.mp4",
+            tmp_path / "video.mp4",
+            max_bytes=10**9,
+            timeout_s=5,
+            attempts=1,
+            allow_private=False,
+        )
+    assert not (tmp_path / "video.mp4").exists()
 
 
 def test_size_cap(served: tuple[str, Path], tmp_path: Path) -> None:

@@ -24,9 +24,17 @@ def check_url(url: str, *, allow_private: bool) -> None:
     except (socket.gaierror, UnicodeError) as exc:
         raise UnsafeUrl(f"cannot resolve {parts.hostname!r}") from exc
     for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global or address.is_multicast:
-            raise UnsafeUrl(f"{parts.hostname!r} resolves to a non-public address ({address})")
+        check_peer(str(info[4][0]), parts.hostname, allow_private=False)
+
+
+def check_peer(address: str, host: str, *, allow_private: bool) -> None:
+    """Raise UnsafeUrl if the address a connection actually reached is not public: DNS can
+    answer differently between ``check_url`` and the connection (rebinding)."""
+    if allow_private:
+        return
+    ip = ipaddress.ip_address(address)
+    if not ip.is_global or ip.is_multicast:
+        raise UnsafeUrl(f"{host!r} resolves to a non-public address ({ip})")
 
 
 def is_well_formed(url: str) -> bool:

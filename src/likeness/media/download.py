@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from likeness.kit.safe_url import UnsafeUrl, check_url
+from likeness.kit.safe_url import UnsafeUrl, check_peer, check_url
 
 MAX_REDIRECTS = 5
 
@@ -71,6 +71,7 @@ def _fetch(
                 raise DownloadError(str(exc)) from exc
             try:
                 with client.stream("GET", current) as response:
+                    _check_peer(response, allow_private)
                     if response.is_redirect:
                         current = str(response.url.join(response.headers["location"]))
                         continue
@@ -87,6 +88,18 @@ def _fetch(
             except httpx.HTTPError as exc:
                 raise DownloadError(f"{type(exc).__name__} fetching {current}") from exc
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _check_peer(response: httpx.Response, allow_private: bool) -> None:
+    """Refuse the body if the connection reached a private address after all."""
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    if not peer:
+        return
+    try:
+        check_peer(str(peer[0]), response.url.host, allow_private=allow_private)
+    except UnsafeUrl as exc:
+        raise DownloadError(str(exc)) from exc
 
 
 def _save(
