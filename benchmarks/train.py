@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/train.py
 
 Each clip trains in its own process (so peak RSS is that clip's alone); the bundles are kept
-under benchmarks/out/<clip>/ for benchmarks/render.py.
+under benchmarks/out/<clip>/ for benchmarks/render.py. The quality report runs beside the fit,
+so the "fit" stage time covers both (and "report" shows ~0).
 """
 
 from __future__ import annotations
