@@ -19,11 +19,27 @@ from fastapi.testclient import TestClient
 from likeness.app import create_app
 from likeness.config import Settings
 from likeness.runtime import Runtime, build_runtime
+from likeness.training import pipeline
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "test-key-0123456789"
 
 os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+def local_job(clip: Path, work_dir: Path, **fields: Any) -> pipeline.Job:
+    """A training job for a local clip, with the short-clip limits the fixtures need."""
+    return pipeline.Job(
+        **{
+            "replica_id": "rtest",
+            "train_video_url": "http://unused.invalid/clip.mp4",
+            "engine": "mouthbank",
+            "work_dir": work_dir,
+            "limits": pipeline.Limits(min_duration_s=5.0),
+            "resolve_upload": lambda _url: clip,
+            **fields,
+        }
+    )
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from likeness.media.audio import read_audio
 from likeness.media.video import iter_frames, write_mp4
 from likeness.training import checks, failures, pipeline
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, local_job
 
 FPS = 25.0
 
@@ -44,15 +44,7 @@ def _shifted(frame: np.ndarray, index: int) -> np.ndarray:
 def _train(tmp_path: Path, frames: list[np.ndarray], audio: np.ndarray, rate: int) -> dict:
     clip = tmp_path / "clip.mp4"
     write_mp4(clip, frames, FPS, audio, rate, crf=23)
-    job = pipeline.Job(
-        replica_id="rcheck",
-        train_video_url="http://unused.invalid/clip.mp4",
-        engine="mouthbank",
-        work_dir=tmp_path / "work",
-        limits=pipeline.Limits(min_duration_s=5.0),
-        resolve_upload=lambda _u: clip,
-    )
-    return pipeline.run(job)
+    return pipeline.run(local_job(clip, tmp_path / "work"))
 
 
 def _fails(

@@ -16,7 +16,7 @@ from likeness.media.video import iter_frames, write_mp4
 from likeness.providers.tts_piper import synthesize
 from likeness.training import consent, failures, pipeline
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, local_job
 
 STATEMENT = (
     "I, Maria Gonzalez, am currently speaking and consent Tavus to create an AI clone of me by "
@@ -45,12 +45,10 @@ def _clip(tmp_path: Path, lead: str | None, name: str) -> Path:
 
 def _job(tmp_path: Path, clip: Path, consent_clip: Path | None = None) -> pipeline.Job:
     local = {"http://x.invalid/train.mp4": clip, "http://x.invalid/consent.mp4": consent_clip}
-    return pipeline.Job(
-        replica_id="rconsent",
+    return local_job(
+        clip,
+        tmp_path / "work",
         train_video_url="http://x.invalid/train.mp4",
-        engine="mouthbank",
-        work_dir=tmp_path / "work",
-        limits=pipeline.Limits(min_duration_s=5.0),
         consent_required=True,
         consent_video_url="http://x.invalid/consent.mp4" if consent_clip else None,
         resolve_upload=lambda url: local.get(url),

@@ -19,7 +19,7 @@ from likeness.providers.asr_sphinx import Phone
 from likeness.providers.script import speak
 from likeness.training import pipeline
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, local_job
 
 SR = 16000
 
@@ -27,15 +27,7 @@ SR = 16000
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> MouthbankModel:
     work = tmp_path_factory.mktemp("short_talk")
-    job = pipeline.Job(
-        replica_id="rshort",
-        train_video_url="http://unused.invalid/short_talk.mp4",
-        engine="mouthbank",
-        work_dir=work,
-        limits=pipeline.Limits(min_duration_s=5.0),
-        resolve_upload=lambda _url: FIXTURES / "short_talk.mp4",
-    )
-    artifacts = pipeline.run(job)
+    artifacts = pipeline.run(local_job(FIXTURES / "short_talk.mp4", work))
     assert artifacts["manifest"]["engine"] == "mouthbank"  # type: ignore[index]
     return MouthbankEngine().load(work / "bundle")
 

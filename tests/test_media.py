@@ -12,7 +12,7 @@ from likeness.media.probe import probe
 from likeness.media.video import frames_numbered, iter_frames, write_mp4
 from likeness.training import pipeline
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, local_job
 
 # ISO/IEC 14496-12 track-header matrix (16.16 fixed point) for "show turned 90° clockwise",
 # as phones write it for portrait video.
@@ -50,14 +50,6 @@ def test_a_phone_video_trains(tmp_path: Path) -> None:
     frames = list(iter_frames(FIXTURES / "short_talk.mp4"))
     audio, rate = read_audio(FIXTURES / "short_talk.mp4")
     clip = _phone_clip(tmp_path, frames, audio, rate)
-    job = pipeline.Job(
-        replica_id="rphone",
-        train_video_url="http://unused.invalid/phone.mp4",
-        engine="mouthbank",
-        work_dir=tmp_path / "work",
-        limits=pipeline.Limits(min_duration_s=5.0),
-        resolve_upload=lambda _u: clip,
-    )
-    artifacts = pipeline.run(job)
+    artifacts = pipeline.run(local_job(clip, tmp_path / "work"))
     manifest = artifacts["manifest"]
     assert (manifest["width"], manifest["height"]) == (400, 300)  # type: ignore[index]
