@@ -15,6 +15,7 @@ from likeness.media.audio import resample, to_int16
 
 SAMPLE_RATE_HZ = 16000
 FRAME_S = 0.01  # PocketSphinx's feature frames
+CHUNK_S = 5
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,11 @@ def recognise(samples: np.ndarray) -> list[Phone]:
         beam=1e-20,
         pbeam=1e-20,
     )
+    pcm = to_int16(samples).tobytes()
+    step = 2 * SAMPLE_RATE_HZ * CHUNK_S  # bytes: int16
     decoder.start_utt()
-    decoder.process_raw(to_int16(samples).tobytes(), full_utt=True)
+    for start in range(0, len(pcm), step):  # in pieces: PocketSphinx holds the GIL per call,
+        decoder.process_raw(pcm[start : start + step])  # and the job's heartbeat must run
     decoder.end_utt()
     return [
         Phone(s.word, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in decoder.seg()
