@@ -45,12 +45,12 @@ def _serve(data: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str], 
         LIKENESS_DATA_DIR=str(data / "data"),
         LIKENESS_API_KEY=API_KEY,
         LIKENESS_ALLOW_PRIVATE_URLS="true",
-        LIKENESS_PUBLIC_URL=base,
         LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
         GLOG_minloglevel="2",
         LIKENESS_CONSENT_POLICY="off",  # the plumbing clips carry no spoken consent
         **extra_env,
     )
+    env.pop("LIKENESS_PUBLIC_URL", None)  # serve derives it from --port: the tests fetch it
     log = (data / "serve.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "likeness", "serve", "--port", str(port)],

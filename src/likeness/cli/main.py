@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -35,6 +36,11 @@ def serve(
     from likeness.runtime import build_runtime, keep_temp_files_under
 
     settings = _settings()
+    if "public_url" not in settings.model_fields_set:  # URLs we return point at this server
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        shown = f"[{shown}]" if ":" in shown else shown
+        os.environ["LIKENESS_PUBLIC_URL"] = f"http://{shown}:{port}"  # the worker child too
+        settings = _settings()
     key_file = settings.resolved_data_dir / "api_key"
     announce = settings.api_key is None and not key_file.exists()
     runtime = build_runtime(settings)
