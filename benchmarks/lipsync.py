@@ -14,6 +14,9 @@ and per system:
   - bilabials closed: share of /p b m/ during which the lips close (target >= 90 %)
   - open vowels open: share of /aa ae ah ao aw ay/ during which the mouth opens (>= 85 %)
   - A/V offset: lag (frames) that best aligns mouth opening with the audio envelope (0 +- 1)
+  - mouth change p95: how much the lips' box changes from one frame to the next (grey levels,
+    95th percentile, worst clip of the set); the person's own video is printed for scale —
+    flicker (a jump between unrelated crops) would push it far above
 Caveat: the reference alignment and the renderer's phone recognition share PocketSphinx's
 acoustic model (different searches: forced alignment to the true words vs free phone
 recognition), so the phone timings are not independent evidence; the read-back openings
@@ -42,6 +45,7 @@ from likeness.engines.render import frames_for
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio, resample
+from likeness.media.video import iter_frames
 from likeness.providers.asr_sphinx import Phone, align, script_phones
 from likeness.providers.tts_piper import synthesize_sentences
 from likeness.training.quality import av_offset
@@ -80,20 +84,34 @@ SYSTEMS = (
 )
 
 
-def openings(images: list[np.ndarray]) -> np.ndarray:
-    out = []
+def openings(images: list[np.ndarray]) -> tuple[np.ndarray, float]:
+    """Mouth opening per frame, and the 95th percentile of the frame-to-frame change of the
+    mouth (mean absolute grey difference in a box round the lips): flicker shows there."""
+    out, changes = [], []
+    previous: np.ndarray | None = None
     with FaceMeshTracker() as tracker:
         for image in images:
             points = tracker.landmarks(image)
             out.append(np.nan if points is None else float(lm.mouth_opening(points)))
-    return np.array(out)
+            if points is None:
+                previous = None
+                continue
+            x0, y0 = points[lm.LIPS].min(axis=0).astype(int) - 4
+            x1, y1 = points[lm.LIPS].max(axis=0).astype(int) + 4
+            grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+            if previous is not None:
+                changes.append(float(np.abs(grey - previous)[y0:y1, x0:x1].mean()))
+            previous = grey
+    return np.array(out), float(np.percentile(changes, 95)) if changes else float("nan")
 
 
-def render(model: MouthbankModel, samples: np.ndarray, text: str, system: str) -> list[np.ndarray]:
+def render(
+    model: MouthbankModel, samples: np.ndarray, script: list[Phone], system: str
+) -> list[np.ndarray]:
     if system == "offline, phones recognised":
         return list(frames_for(model, samples, SR))
     if system == "offline, script aligned":
-        return list(frames_for(model, samples, SR, text))
+        return list(frames_for(model, samples, SR, script))
     session = model.session()
     n = int(np.ceil(len(samples) / SR * model.fps))
     if system == "frozen mouth":
@@ -143,7 +161,8 @@ def main() -> None:
     for name, (samples, phones) in inputs.items():
         for system in SYSTEMS:
             images = render(model, samples, phones, system)
-            rows[system][name] = score(openings(images), phones, model.fps, samples)
+            opening, change = openings(images)
+            rows[system][name] = {**score(opening, phones, model.fps, samples), "change": change}
             if system == SYSTEMS[0] and not sheet:
                 sheet = images[10:58:3]
     sets = (
@@ -153,7 +172,10 @@ def main() -> None:
     )
     for title, names in sets:
         print(f"{title}:")
-        print(f"  {'system':<28} {'bilabials closed':>17} {'open vowels open':>17}  A/V offset")
+        print(
+            f"  {'system':<28} {'bilabials closed':>17} {'open vowels open':>17}"
+            f" {'mouth change p95':>17}  A/V offset"
+        )
         for system, per_clip in rows.items():
             results = [r for n, r in per_clip.items() if n in names]
             n_b = sum(r["n_bilabials"] for r in results)
@@ -161,7 +183,13 @@ def main() -> None:
             b = sum(r["bilabials"] * r["n_bilabials"] for r in results) / max(1, n_b)
             v = sum(r["open_vowels"] * r["n_vowels"] for r in results) / max(1, n_v)
             offsets = ", ".join(f"{r['offset']:+.0f}" for r in results)
-            print(f"  {system:<28} {b:>11.0%} of {n_b:<3} {v:>11.0%} of {n_v:<3}  {offsets}")
+            change = max(r["change"] for r in results)
+            print(
+                f"  {system:<28} {b:>11.0%} of {n_b:<3} {v:>11.0%} of {n_v:<3}"
+                f" {change:>17.1f}  {offsets}"
+            )
+    real = list(iter_frames(FIXTURES / "talking_unsynced.mp4"))[:500]
+    print(f"the person's own talking video: mouth change p95 {openings(real)[1]:.1f} grey levels")
     if sheet:
         rows_img = [np.concatenate(sheet[i : i + 8], axis=1) for i in range(0, 16, 8)]
         cv2.imwrite(str(OUT / "lipsync_sheet.png"), np.concatenate(rows_img, 0)[:, :, ::-1])
