@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,28 +24,20 @@ def aac_ready(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int
     return resample(samples, sample_rate_hz, 48000), 48000
 
 
-def iter_frames(path: Path, max_side: int | None = None, start: int = 0) -> Iterator[np.ndarray]:
-    """Yield every frame from number ``start`` on as (H, W, 3) uint8 RGB, optionally scaled so
-    max(H, W) <= max_side (frames before ``start`` are decoded but never converted)."""
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
-            width, height = stream.codec_context.width, stream.codec_context.height
-            scale = 1.0
-            if max_side and max(width, height) > max_side:
-                scale = max_side / max(width, height)
-            size = (_even(width * scale), _even(height * scale))
-            for number, frame in enumerate(container.decode(stream)):
-                if number < start:
-                    continue
-                if scale != 1.0:
-                    rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
-                else:
-                    rgb = frame.to_ndarray(format="rgb24")
-                yield upright(frame, rgb)
-    except av.FFmpegError as exc:
-        raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
+def iter_frames(path: Path, max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Yield every frame as (H, W, 3) uint8 RGB, optionally scaled so max(H, W) <= max_side."""
+    with _video(path) as (container, stream):
+        width, height = stream.codec_context.width, stream.codec_context.height
+        scale = 1.0
+        if max_side and max(width, height) > max_side:
+            scale = max_side / max(width, height)
+        size = (_even(width * scale), _even(height * scale))
+        for frame in container.decode(stream):
+            if scale != 1.0:
+                rgb = frame.to_ndarray(format="rgb24", width=size[0], height=size[1])
+            else:
+                rgb = frame.to_ndarray(format="rgb24")
+            yield upright(frame, rgb)
 
 
 def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
@@ -54,15 +47,22 @@ def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np
     if not targets:
         return
     keep, last = set(targets), targets[-1]
+    with _video(path) as (container, stream):
+        for number, frame in enumerate(container.decode(stream)):
+            if number in keep:
+                yield number, upright(frame, frame.to_ndarray(format="rgb24"))
+            if number >= last:
+                return
+
+
+@contextmanager
+def _video(path: Path) -> Iterator[tuple[av.container.InputContainer, av.VideoStream]]:
+    """The file's first video stream, decoded on threads; FFmpeg errors become Undecodable."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            for number, frame in enumerate(container.decode(stream)):
-                if number in keep:
-                    yield number, upright(frame, frame.to_ndarray(format="rgb24"))
-                if number >= last:
-                    return
+            yield container, stream
     except av.FFmpegError as exc:
         raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
 

@@ -22,7 +22,7 @@ from likeness.engines.render import frames_for
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
-from likeness.media.video import iter_frames
+from likeness.media.video import frames_numbered
 
 HOLD_OUT = 0.2
 MAX_HELD_OUT_S = 12.0  # the report costs ~1 s per held-out second on 2 cores at 720p
@@ -102,8 +102,8 @@ def _real(
         track.landmarks[i] if track.present[i] else None for i in range(start, track.n_frames)
     ]
     crops: list[np.ndarray | None] = []
-    for number, rgb in enumerate(iter_frames(video, start=start)):
-        p = points[number] if number < len(points) else None
+    for number, rgb in frames_numbered(video, range(start, track.n_frames)):
+        p = points[number - start]
         crops.append(None if p is None else face_crop(rgb, p))
     return points, crops
 
