@@ -53,3 +53,18 @@ def test_a_phone_video_trains(tmp_path: Path) -> None:
     artifacts = pipeline.run(local_job(clip, tmp_path / "work"))
     manifest = artifacts["manifest"]
     assert (manifest["width"], manifest["height"]) == (400, 300)  # type: ignore[index]
+
+
+def test_frames_by_number_match_decoding_from_the_start() -> None:
+    """Far from the start, frames_numbered seeks (numbering frames by their timestamps); the
+    frames must be exactly those that decoding every frame gives, numbered alike, and
+    numbers past the end are simply absent."""
+    clip = FIXTURES / "short_talk.mp4"
+    wanted = [3, 120, 121, 250, 299, 400]
+    every = {i: f for i, f in enumerate(iter_frames(clip)) if i in wanted}
+    assert sorted(every) == [3, 120, 121, 250, 299]
+    for asked in (wanted, wanted[1:]):
+        got = dict(frames_numbered(clip, asked))
+        assert sorted(got) == [n for n in sorted(every) if n in asked]
+        for number, frame in got.items():
+            assert np.array_equal(frame, every[number]), number

@@ -27,12 +27,12 @@ def composite(
     size = (int(x1 - x0), int(y1 - y0))
     warped = cv2.warpAffine(
         crop, shifted, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    ).astype(np.float32)
+    )
     alpha = cv2.warpAffine(mask, shifted, size, flags=cv2.INTER_LINEAR, borderValue=0.0)
-    roi = base[y0:y1, x0:x1].astype(np.float32)
-    ring = (alpha > 0.02) & (alpha < 0.5)
-    if ring.sum() > 16:
-        warped += roi[ring].mean(axis=0) - warped[ring].mean(axis=0)
-    a = alpha[:, :, None]
-    out[y0:y1, x0:x1] = np.clip(warped * a + roi * (1.0 - a), 0, 255).astype(np.uint8)
+    roi = out[y0:y1, x0:x1]
+    ring = ((alpha > 0.02) & (alpha < 0.5)).view(np.uint8)
+    if cv2.countNonZero(ring) > 16:
+        shift = np.subtract(cv2.mean(roi, mask=ring), cv2.mean(warped, mask=ring))
+        warped = cv2.add(warped, tuple(float(v) for v in shift), dtype=cv2.CV_8U)
+    roi[...] = cv2.blendLinear(warped, roi, alpha, 1.0 - alpha)
     return out
