@@ -10,6 +10,7 @@ is the right answer.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -51,10 +52,9 @@ def report(
     )
     held = audio16[cut : cut + int((n - split) / data.fps * SAMPLE_RATE_HZ)]
     frames = n - split
-    real, real_crops = _real(data.video_path, split, track)
     systems = {
         "replica": _render(model, held, frames),
-        "frozen_mouth": (model.session().idle_frame().image for _ in range(frames)),
+        "frozen_mouth": _idle(model, frames),
         "audio_shifted_1s": _render(model, np.roll(held, int(SHIFT_S * SAMPLE_RATE_HZ)), frames),
     }
     envelope = relative_features(held, data.fps)[:frames, 0]
@@ -62,8 +62,15 @@ def report(
         "held_out_s": [round(split / data.fps, 2), round(n / data.fps, 2)],
         "note": "meaningful only when the video's speech is the person's own",
     }
-    for name, images in systems.items():
-        out[name] = _compare(*_measure(images), real, real_crops, envelope)
+    # Each system renders and is read back by its own FaceMesh in a thread of its own, beside
+    # the real frames' decoding (MediaPipe, OpenCV and PyAV let go of the GIL): on 2 cores
+    # the report then uses both while the fit has finished.
+    with ThreadPoolExecutor(max_workers=len(systems) + 1, thread_name_prefix="report") as pool:
+        reading = pool.submit(_real, data.video_path, split, track)
+        measured = {name: pool.submit(_measure, images) for name, images in systems.items()}
+        real, real_crops = reading.result()
+        for name, measuring in measured.items():
+            out[name] = _compare(*measuring.result(), real, real_crops, envelope)
     return out
 
 
@@ -77,6 +84,13 @@ def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> Iterator[np.
         yield image
     session = model.session()
     for _ in range(frames - count):
+        yield session.idle_frame().image
+
+
+def _idle(model: ReplicaModel, frames: int) -> Iterator[np.ndarray]:
+    """A mouth at rest on the person's base loop (the head still moves): the frozen mouth."""
+    session = model.session()
+    for _ in range(frames):
         yield session.idle_frame().image
 
 
