@@ -88,11 +88,12 @@ def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np
 
 def _presentation_order(path: Path) -> list[int] | None:
     """The video stream's packet timestamps, sorted: frame number -> pts. None when they
-    cannot number the frames (missing or repeated timestamps)."""
+    cannot number the frames (missing or repeated timestamps). Packets an edit list marks
+    for discarding give no frame, so they get no number."""
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
-            stamps = [p.pts for p in container.demux(stream) if p.size]
+            stamps = [p.pts for p in container.demux(stream) if p.size and not p.is_discard]
     except av.FFmpegError:
         return None
     if not stamps or None in stamps or len(set(stamps)) != len(stamps):
