@@ -80,8 +80,8 @@ def track(
 
     FaceMesh runs in a thread of its own while this one decodes and runs the observers
     (MediaPipe, OpenCV and PyAV let go of the GIL): on 2 cores a 720p frame costs ~10 ms of
-    FaceMesh and ~10 ms of decoding, hands and faces, so the two halves take turns evenly
-    (2-min 720p: 58 s one after the other, 33 s side by side)."""
+    FaceMesh and ~10 ms of decoding, hands and faces, so the two halves overlap evenly
+    (measurements in docs/decisions/0007-two-cores.md)."""
     rows: list[np.ndarray] = []
     width = height = 0
     empty = np.full((N_POINTS, 2), np.nan, dtype=np.float32)

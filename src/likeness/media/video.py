@@ -57,24 +57,28 @@ def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np
     targets = sorted(set(wanted))
     if not targets:
         return
+    wanted_set = set(targets)
     order = _presentation_order(path) if targets[0] >= SEEK_AFTER_FRAMES else None
     done = -1
     if order is not None and targets[0] < len(order):
         number_of = {pts: number for number, pts in enumerate(order)}
         with _video(path) as (container, stream):
-            container.seek(order[targets[0]], stream=stream, backward=True)
+            try:
+                container.seek(order[targets[0]], stream=stream, backward=True)
+            except av.FFmpegError:
+                number_of = {}  # a container that cannot seek: decode from the start
             for frame in container.decode(stream):
                 number = number_of.get(frame.pts) if frame.pts is not None else None
                 if number is None or (done < 0 and number > targets[0]):
                     break  # timestamps that do not number the frames: decode from the start
-                if number > done and number in targets:
+                if number > done and number in wanted_set:
                     yield number, upright(frame, to_rgb(frame))
                     done = number
                 if number >= targets[-1]:
                     return
             else:
                 return  # the video ended: the frames still wanted do not exist
-    keep = {t for t in targets if t > done}
+    keep = {t for t in wanted_set if t > done}
     if not keep:
         return
     last = max(keep)
