@@ -6,14 +6,12 @@ The model ships inside the pinned ``mediapipe==0.10.14`` wheel and runs offline.
 from __future__ import annotations
 
 import os
-import queue
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from likeness.kit.handoff import hand_over
+from likeness.kit.handoff import in_thread
 
 N_POINTS = 478
 QUEUE_FRAMES = 8  # decoded frames waiting for FaceMesh (720p: 2 MB each)
@@ -85,27 +83,21 @@ def track(
     rows: list[np.ndarray] = []
     width = height = 0
     empty = np.full((N_POINTS, 2), np.nan, dtype=np.float32)
-    pending: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=QUEUE_FRAMES)
 
-    def mesh() -> None:
+    def mesh(images: Iterator[np.ndarray]) -> None:
         with FaceMeshTracker() as tracker:
-            while (rgb := pending.get()) is not None:
+            for rgb in images:
                 points = tracker.landmarks(rgb)
                 rows.append(empty if points is None else points)
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="facemesh") as pool:
-        meshing = pool.submit(mesh)
-        try:
-            for index, rgb in enumerate(frames):
-                height, width = rgb.shape[:2]
-                hand_over(pending, rgb, meshing)
-                for observe in observers:
-                    observe(index, rgb)
-                if on_progress and n_frames_hint and index % 50 == 0:
-                    on_progress(min(1.0, index / n_frames_hint))
-        finally:
-            hand_over(pending, None, meshing)
-        meshing.result()
+    with in_thread(mesh, "facemesh", QUEUE_FRAMES) as to_mesh:
+        for index, rgb in enumerate(frames):
+            height, width = rgb.shape[:2]
+            to_mesh(rgb)
+            for observe in observers:
+                observe(index, rgb)
+            if on_progress and n_frames_hint and index % 50 == 0:
+                on_progress(min(1.0, index / n_frames_hint))
     landmarks = np.stack(rows) if rows else np.zeros((0, N_POINTS, 2), np.float32)
     present = ~np.isnan(landmarks[:, 0, 0])
     return FaceTrack(landmarks, present, width, height)

@@ -1,17 +1,42 @@
-"""Two-thread pipelines: one thread makes items, a worker thread consumes them through a
-bounded queue (so memory stays flat), and neither side can wait forever on the other."""
+"""Two-thread pipelines: this thread makes items, a worker thread consumes them in order
+through a bounded queue (so memory stays flat), and neither side can wait forever on the
+other."""
 
 from __future__ import annotations
 
 import queue
-from concurrent.futures import Future
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
 POLL_S = 0.2
 
 
-def hand_over(pending: queue.Queue[T | None], item: T | None, worker: Future[None]) -> None:
+@contextmanager
+def in_thread(
+    consume: Callable[[Iterator[T]], None], name: str, depth: int
+) -> Iterator[Callable[[T], None]]:
+    """Run ``consume`` over the items fed to the function this yields, in a thread of its
+    own; at most ``depth`` items wait. Leaving the block ends the items and waits for
+    ``consume`` to finish; its error, if any, is raised here."""
+    pending: queue.Queue[T | None] = queue.Queue(maxsize=depth)
+
+    def items() -> Iterator[T]:
+        while (item := pending.get()) is not None:
+            yield item
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        worker = pool.submit(consume, items())
+        try:
+            yield lambda item: _hand_over(pending, item, worker)
+        finally:
+            _hand_over(pending, None, worker)
+        worker.result()
+
+
+def _hand_over(pending: queue.Queue[T | None], item: T | None, worker: Future[None]) -> None:
     """Queue ``item`` (None: the end marker) for ``worker``. If the worker has died, raise its
     error for an item, or just return for the end marker, rather than wait on a queue that
     nobody empties."""

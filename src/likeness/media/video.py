@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import queue
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
@@ -13,7 +11,7 @@ import av
 import cv2
 import numpy as np
 
-from likeness.kit.handoff import hand_over
+from likeness.kit.handoff import in_thread
 from likeness.media.audio import resample
 from likeness.media.probe import Undecodable
 
@@ -188,30 +186,22 @@ def _write_frames(
 
     The encoder works in a thread of its own, so whatever makes the frames (a renderer, a
     matte) runs in this thread at the same time (OpenCV and x264 let go of the GIL)."""
-    pending: queue.Queue[np.ndarray | None] = queue.Queue(maxsize=ENCODE_QUEUE_FRAMES)
 
-    def encode() -> None:
-        count = 0
-        while (image := pending.get()) is not None:
+    def encode(images: Iterator[np.ndarray]) -> None:
+        for count, image in enumerate(images):
             frame = _video_frame(image, pixel_format)
             frame.pts = count
             frame.time_base = 1 / rate
             container.mux(stream.encode(frame))
-            count += 1
         container.mux(stream.encode(None))
 
     count = 0
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
-        encoding = pool.submit(encode)
-        try:
-            for image in frames:
-                if count == 0:
-                    stream.width, stream.height = image.shape[1], image.shape[0]
-                hand_over(pending, image, encoding)
-                count += 1
-        finally:
-            hand_over(pending, None, encoding)
-        encoding.result()
+    with in_thread(encode, "encode", ENCODE_QUEUE_FRAMES) as to_encoder:
+        for image in frames:
+            if count == 0:
+                stream.width, stream.height = image.shape[1], image.shape[0]
+            to_encoder(image)
+            count += 1
     return count
 
 

@@ -116,12 +116,10 @@ def run(job: Job, finished: str | None = None) -> dict[str, object]:
             track.run(job.work_dir, job.limits, progress)
         elif name == "validate":
             validate.run(job.work_dir, job.limits)
-        elif name == "fit" and "report" in names[start:]:
+        elif name == "fit":
             # The report fits its own held-in model from the same inputs, so it runs beside
             # the fit (2-min 720p: 33.5 s one after the other, 24.5 s side by side).
             _fit_beside_report(job, progress)
-        elif name == "fit":
-            fit.run(job.work_dir, job.engine, progress)
         elif name == "report" and "fit" not in names[start:]:  # else made beside the fit
             report.run(job.work_dir, job.engine)
         elif name == "package":

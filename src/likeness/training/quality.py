@@ -82,9 +82,7 @@ def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> Iterator[np.
             return
         count += 1
         yield image
-    session = model.session()
-    for _ in range(frames - count):
-        yield session.idle_frame().image
+    yield from _idle(model, frames - count)
 
 
 def _idle(model: ReplicaModel, frames: int) -> Iterator[np.ndarray]:
