@@ -30,6 +30,17 @@ class TrainingInput:
 
 
 @dataclass(frozen=True)
+class HeldIn:
+    """Ask ``fit`` for a second bundle, into ``out_dir``, that knows only the first ``frames``
+    frames and the audio under them: the quality report's held-in model (the report renders
+    the rest of the video's audio with it). An engine shares what work it can between the
+    two bundles, but nothing of the held-in one may come from the frames or audio after."""
+
+    frames: int
+    out_dir: Path
+
+
+@dataclass(frozen=True)
 class RenderedFrame:
     """image: (H, W, 3) uint8 RGB; index counts frames from the session start."""
 
@@ -82,7 +93,9 @@ class Engine(Protocol):
         data: TrainingInput,
         out_dir: Path,
         on_progress: Callable[[float], None] | None = None,
+        held_in: HeldIn | None = None,
     ) -> dict[str, object]:
-        """Fit a bundle into ``out_dir``; returns the manifest it wrote."""
+        """Fit a bundle into ``out_dir`` (and the held-in one, if asked); returns the
+        manifest it wrote into ``out_dir``."""
 
     def load(self, bundle_dir: Path) -> ReplicaModel: ...

@@ -11,13 +11,13 @@ N_POINTS = 21
 
 
 class HandWatch:
-    """A frame observer for ``tracker.track``: every ``every``-th frame, the landmarks of up to
-    two hands. ``points`` is (S, 2, 21, 2) float32 pixels, NaN where a hand is absent.
+    """One of ``tracker.track``'s looks: the landmarks of up to two hands in each frame it is
+    shown. ``points`` is (S, 2, 21, 2) float32 pixels, NaN where a hand is absent.
 
-    ~15 ms a call on 2 cores whatever the frame size (the palm detector looks at 192x192), so
-    every 10th frame: 2.5 looks a second at 25 fps are plenty for a hand that stays up."""
+    ~30 ms a call here whatever the frame size (the palm detector looks at 192x192); a look
+    every 10th frame (2.5 a second at 25 fps) is plenty for a hand that stays up."""
 
-    def __init__(self, every: int = 10, min_confidence: float = 0.5) -> None:
+    def __init__(self, min_confidence: float = 0.5) -> None:
         import mediapipe as mp
 
         self._hands = mp.solutions.hands.Hands(
@@ -27,13 +27,10 @@ class HandWatch:
             min_detection_confidence=min_confidence,
             min_tracking_confidence=0.5,
         )
-        self.every = every
         self.frames: list[int] = []
         self._points: list[np.ndarray] = []
 
     def __call__(self, index: int, rgb: np.ndarray) -> None:
-        if index % self.every:
-            return
         height, width = rgb.shape[:2]
         found = self._hands.process(rgb).multi_hand_landmarks or []
         points = np.full((MAX_HANDS, N_POINTS, 2), np.nan, np.float32)

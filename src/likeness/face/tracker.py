@@ -5,6 +5,7 @@ The model ships inside the pinned ``mediapipe==0.10.14`` wheel and runs offline.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -15,16 +16,20 @@ from likeness.kit.handoff import in_thread
 
 N_POINTS = 478
 QUEUE_FRAMES = 8  # decoded frames waiting for FaceMesh (720p: 2 MB each)
+LOOK_EVERY = 10  # frames between two looks of the (costly) detectors in ``track``
 
 
 @dataclass(frozen=True)
 class FaceTrack:
-    """landmarks: (T, 478, 2) float32 pixels, NaN where no face; present: (T,) bool."""
+    """landmarks: (T, 478, 2) float32 pixels, NaN where no face; present: (T,) bool;
+    measured: (T,) bool, the frames FaceMesh looked at (the others' landmarks are interpolated
+    between their measured neighbours, see ``track``)."""
 
     landmarks: np.ndarray
     present: np.ndarray
     width: int
     height: int
+    measured: np.ndarray
 
     @property
     def n_frames(self) -> int:
@@ -72,55 +77,95 @@ def track(
     n_frames_hint: int,
     on_progress: Callable[[float], None] | None = None,
     observers: Sequence[Callable[[int, np.ndarray], None]] = (),
+    looks: Sequence[Callable[[int, np.ndarray], None]] = (),
+    mesh_at_most: int | None = None,
 ) -> FaceTrack:
-    """Track a face through ``frames`` ((H, W, 3) uint8 RGB each); every frame is also
-    shown to ``observers`` (index, frame), so one decoding pass serves other measures.
+    """Track a face through ``frames`` ((H, W, 3) uint8 RGB each), so that one decoding pass
+    serves other measures too: ``observers`` (cheap, e.g. brightness) see every frame as
+    (index, frame), ``looks`` (detectors, ~15-30 ms each) every LOOK_EVERY-th frame.
 
-    FaceMesh runs in a thread of its own while this one decodes and runs the observers
-    (MediaPipe, OpenCV and PyAV let go of the GIL): on 2 cores a 720p frame costs ~10 ms of
-    FaceMesh and ~10 ms of decoding, hands and faces, so the two halves overlap evenly
-    (measurements in docs/decisions/0007-two-cores.md)."""
+    FaceMesh runs on every frame, or on ``mesh_at_most`` frames spread evenly through the
+    video (``n_frames_hint`` long); the frames between get landmarks interpolated from their
+    measured neighbours. On a 2-min 720p talking head at 25 fps, FaceMesh on every second
+    frame agrees with FaceMesh on every frame to 0.16 % of the inter-ocular distance, and the
+    interpolated frames to 0.35 % (docs/decisions/0007-two-cores.md).
+
+    FaceMesh and the looks each run in a thread of their own while this one decodes and runs
+    the observers (MediaPipe, OpenCV and PyAV let go of the GIL), so both cores are busy."""
     rows: list[np.ndarray] = []
+    measured: list[bool] = []
     width = height = 0
     empty = np.full((N_POINTS, 2), np.nan, dtype=np.float32)
+    step = max(1.0, n_frames_hint / mesh_at_most) if mesh_at_most else 1.0
 
-    def mesh(images: Iterator[np.ndarray]) -> None:
+    def mesh(images: Iterator[np.ndarray | None]) -> None:
         with FaceMeshTracker() as tracker:
             for rgb in images:
-                points = tracker.landmarks(rgb)
+                points = None if rgb is None else tracker.landmarks(rgb)
                 rows.append(empty if points is None else points)
 
-    with in_thread(mesh, "facemesh", QUEUE_FRAMES) as to_mesh:
+    def look(items: Iterator[tuple[int, np.ndarray]]) -> None:
+        for index, rgb in items:
+            for observe in looks:
+                observe(index, rgb)
+
+    with (
+        in_thread(mesh, "facemesh", QUEUE_FRAMES) as to_mesh,
+        in_thread(look, "looks", QUEUE_FRAMES) as to_look,
+    ):
         for index, rgb in enumerate(frames):
             height, width = rgb.shape[:2]
-            to_mesh(rgb)
+            wanted = int(index / step) != int((index - 1) / step) or index == 0
+            measured.append(wanted)
+            to_mesh(rgb if wanted else None)
+            if looks and index % LOOK_EVERY == 0:
+                to_look((index, rgb))
             for observe in observers:
                 observe(index, rgb)
             if on_progress and n_frames_hint and index % 50 == 0:
                 on_progress(min(1.0, index / n_frames_hint))
     landmarks = np.stack(rows) if rows else np.zeros((0, N_POINTS, 2), np.float32)
+    seen = np.array(measured, bool)
+    landmarks = fill_between(landmarks, seen)
     present = ~np.isnan(landmarks[:, 0, 0])
-    return FaceTrack(landmarks, present, width, height)
+    return FaceTrack(landmarks, present, width, height, seen)
+
+
+def fill_between(landmarks: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Landmarks of the frames not measured, linearly interpolated between the measured
+    frames before and after; NaN (no face) unless both show a face. Frames after the last
+    measured one keep its landmarks."""
+    out = landmarks.copy()
+    known = np.flatnonzero(measured)
+    if len(known) == 0 or len(known) == len(measured):
+        return out
+    for before, after in itertools.pairwise(int(k) for k in known):
+        if after - before < 2:
+            continue
+        weight = (np.arange(before + 1, after) - before) / (after - before)
+        a, b = landmarks[before], landmarks[after]
+        out[before + 1 : after] = a + weight[:, None, None].astype(np.float32) * (b - a)
+    out[known[-1] + 1 :] = landmarks[known[-1]]
+    return out
 
 
 class FaceCounter:
-    """How many faces MediaPipe's full-range face detector sees, every ``every``-th frame."""
+    """How many faces MediaPipe's full-range face detector sees in each frame it is shown
+    (one of ``track``'s looks: ~15 ms a frame)."""
 
-    def __init__(self, every: int = 10, min_confidence: float = 0.6) -> None:
+    def __init__(self, min_confidence: float = 0.6) -> None:
         import mediapipe as mp
 
         self._detector = mp.solutions.face_detection.FaceDetection(
             model_selection=1, min_detection_confidence=min_confidence
         )
-        self.every = every
         self.frames: list[int] = []
         self.counts: list[int] = []
 
     def __call__(self, index: int, rgb: np.ndarray) -> None:
-        if index % self.every == 0:
-            result = self._detector.process(rgb)
-            self.frames.append(index)
-            self.counts.append(len(result.detections or []))
+        result = self._detector.process(rgb)
+        self.frames.append(index)
+        self.counts.append(len(result.detections or []))
 
     def close(self) -> None:
         self._detector.close()

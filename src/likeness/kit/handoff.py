@@ -8,10 +8,11 @@ import queue
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import TypeVar, cast
 
 T = TypeVar("T")
 POLL_S = 0.2
+_END = object()  # the end of the items (an item may itself be None)
 
 
 @contextmanager
@@ -21,23 +22,23 @@ def in_thread(
     """Run ``consume`` over the items fed to the function this yields, in a thread of its
     own; at most ``depth`` items wait. Leaving the block ends the items and waits for
     ``consume`` to finish; its error, if any, is raised here."""
-    pending: queue.Queue[T | None] = queue.Queue(maxsize=depth)
+    pending: queue.Queue[object] = queue.Queue(maxsize=depth)
 
     def items() -> Iterator[T]:
-        while (item := pending.get()) is not None:
-            yield item
+        while (item := pending.get()) is not _END:
+            yield cast(T, item)
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
         worker = pool.submit(consume, items())
         try:
             yield lambda item: _hand_over(pending, item, worker)
         finally:
-            _hand_over(pending, None, worker)
+            _hand_over(pending, _END, worker)
         worker.result()
 
 
-def _hand_over(pending: queue.Queue[T | None], item: T | None, worker: Future[None]) -> None:
-    """Queue ``item`` (None: the end marker) for ``worker``. If the worker has died, raise its
+def _hand_over(pending: queue.Queue[object], item: object, worker: Future[None]) -> None:
+    """Queue ``item`` (or the end marker) for ``worker``. If the worker has died, raise its
     error for an item, or just return for the end marker, rather than wait on a queue that
     nobody empties."""
     while True:
@@ -46,7 +47,7 @@ def _hand_over(pending: queue.Queue[T | None], item: T | None, worker: Future[No
             return
         except queue.Full:
             if worker.done():
-                if item is not None:
+                if item is not _END:
                     worker.result()
                     raise RuntimeError("the worker thread stopped") from None
                 return

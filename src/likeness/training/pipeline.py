@@ -8,7 +8,6 @@ in any worker. The pipeline knows nothing of HTTP, databases or settings.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -74,17 +73,6 @@ STAGES: tuple[tuple[str, int, int], ...] = (
 )
 
 
-def _fit_beside_report(job: Job, progress: Callable[[float], None]) -> None:
-    """The fit here, the quality report in a thread (NumPy, OpenCV, PyAV and MediaPipe let
-    go of the GIL); both done before this returns, whatever happens to the fit."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="report") as pool:
-        reporting = pool.submit(report.run, job.work_dir, job.engine)
-        try:
-            fit.run(job.work_dir, job.engine, progress)
-        finally:
-            reporting.result()
-
-
 def run(job: Job, finished: str | None = None) -> dict[str, object]:
     """Run every stage after ``finished`` (the last stage a previous attempt completed).
 
@@ -117,10 +105,8 @@ def run(job: Job, finished: str | None = None) -> dict[str, object]:
         elif name == "validate":
             validate.run(job.work_dir, job.limits)
         elif name == "fit":
-            # The report fits its own held-in model from the same inputs, so it runs beside
-            # the fit (2-min 720p: 33.5 s one after the other, 24.5 s side by side).
-            _fit_beside_report(job, progress)
-        elif name == "report" and "fit" not in names[start:]:  # else made beside the fit
+            fit.run(job.work_dir, job.engine, progress)
+        elif name == "report":
             report.run(job.work_dir, job.engine)
         elif name == "package":
             result = package.run(job.work_dir)

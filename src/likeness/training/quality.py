@@ -9,9 +9,8 @@ is the right answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,25 +30,20 @@ SHIFT_S = 1.0
 MAX_LAG = 15
 
 
-def report(
-    data: TrainingInput,
-    fit: Callable[[TrainingInput, Path], ReplicaModel],
-    scratch: Path,
-) -> dict[str, object]:
+def held_out_split(n_frames: int, fps: float) -> int | None:
+    """The first held-out frame: the last 20 % of the video, at most 12 s; None when that
+    leaves under 2 s to compare."""
+    split = max(int(n_frames * (1 - HOLD_OUT)), n_frames - int(MAX_HELD_OUT_S * fps))
+    return None if n_frames - split < int(2 * fps) else split
+
+
+def report(data: TrainingInput, model: ReplicaModel, split: int) -> dict[str, object]:
+    """Compare ``model`` (fitted on the frames before ``split`` and their audio only) saying
+    the held-out audio with the real held-out frames."""
     track = data.track
     n = track.n_frames
-    split = max(int(n * (1 - HOLD_OUT)), n - int(MAX_HELD_OUT_S * data.fps))
-    if n - split < int(2 * data.fps):
-        return {"skipped": "the video is too short to hold out 2 s"}
-    head = replace(track, landmarks=track.landmarks[:split], present=track.present[:split])
     audio16 = resample(data.audio, data.sample_rate_hz, SAMPLE_RATE_HZ)
     cut = int(split / data.fps * SAMPLE_RATE_HZ)
-    model = fit(
-        replace(
-            data, track=head, audio=data.audio[: int(cut * data.sample_rate_hz / SAMPLE_RATE_HZ)]
-        ),
-        scratch,
-    )
     held = audio16[cut : cut + int((n - split) / data.fps * SAMPLE_RATE_HZ)]
     frames = n - split
     systems = {
@@ -63,8 +57,8 @@ def report(
         "note": "meaningful only when the video's speech is the person's own",
     }
     # Each system renders and is read back by its own FaceMesh in a thread of its own, beside
-    # the real frames' decoding (MediaPipe, OpenCV and PyAV let go of the GIL): on 2 cores
-    # the report then uses both while the fit has finished.
+    # the real frames' decoding (MediaPipe, OpenCV and PyAV let go of the GIL), so the report
+    # keeps both cores busy.
     with ThreadPoolExecutor(max_workers=len(systems) + 1, thread_name_prefix="report") as pool:
         reading = pool.submit(_real, data.video_path, split, track)
         measured = {name: pool.submit(_measure, images) for name, images in systems.items()}
@@ -109,14 +103,18 @@ def _measure(
 def _real(
     video: Path, start: int, track: FaceTrack
 ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-    """The held-out frames' landmarks and face crops (not the frames: memory stays small)."""
+    """The held-out frames' landmarks and face crops (not the frames: memory stays small);
+    None for frames without a face or whose landmarks were interpolated, not measured."""
     points: list[np.ndarray | None] = [
-        track.landmarks[i] if track.present[i] else None for i in range(start, track.n_frames)
+        track.landmarks[i] if track.present[i] and track.measured[i] else None
+        for i in range(start, track.n_frames)
     ]
-    crops: list[np.ndarray | None] = []
-    for number, rgb in frames_numbered(video, range(start, track.n_frames)):
+    crops: list[np.ndarray | None] = [None] * len(points)
+    wanted = (start + i for i, p in enumerate(points) if p is not None)
+    for number, rgb in frames_numbered(video, wanted):
         p = points[number - start]
-        crops.append(None if p is None else face_crop(rgb, p))
+        assert p is not None
+        crops[number - start] = face_crop(rgb, p)
     return points, crops
 
 

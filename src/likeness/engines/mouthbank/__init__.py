@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from likeness.engines.base import TrainingInput
+from likeness.engines.base import HeldIn, TrainingInput
 from likeness.engines.mouthbank.fit import fit
 from likeness.engines.mouthbank.model import MouthbankModel, load
 
@@ -18,8 +18,9 @@ class MouthbankEngine:
         data: TrainingInput,
         out_dir: Path,
         on_progress: Callable[[float], None] | None = None,
+        held_in: HeldIn | None = None,
     ) -> dict[str, object]:
-        return fit(data, out_dir, on_progress)
+        return fit(data, out_dir, on_progress, held_in)
 
     def load(self, bundle_dir: Path) -> MouthbankModel:
         return load(bundle_dir)

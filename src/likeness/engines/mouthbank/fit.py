@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from likeness.engines.base import TrainingInput
+from likeness.engines.base import HeldIn, TrainingInput
 from likeness.engines.mouthbank import features as F
 from likeness.face import align
 from likeness.face import landmarks as lm
@@ -37,13 +38,54 @@ JPEG_QUALITY = 90
 MAX_CANONICAL_IOD_PX = 160.0
 
 
+@dataclass(frozen=True)
+class _Frames:
+    """What the fit knows of the usable frames (``index``: their numbers, ascending), in the
+    one canonical space every bundle made from this video shares."""
+
+    index: np.ndarray  # (V,) frame numbers
+    points: np.ndarray  # (T, 478, 2) smoothed landmarks, every frame
+    unit_points: np.ndarray  # (V, 478, 2) landmarks in unit-IOD canonical space
+    frame_to_canon: np.ndarray  # (V, 2, 3) frame pixels -> canonical crop pixels
+    box: tuple[float, float, float, float]
+    scale: float
+    size: tuple[int, int]
+    mask: np.ndarray
+    opening: np.ndarray  # (V,)
+    width: np.ndarray  # (V,)
+    measured: np.ndarray  # (V,) landmarks measured, not interpolated
+
+
+@dataclass(frozen=True)
+class _Bank:
+    """Canonical mouth crops of the sampled frames (rows into ``_Frames.index``)."""
+
+    rows: np.ndarray
+    blobs: list[bytes]
+    thumbs: np.ndarray
+
+
 def fit(
     data: TrainingInput,
     out_dir: Path,
     on_progress: Callable[[float], None] | None = None,
+    held_in: HeldIn | None = None,
 ) -> dict[str, object]:
     progress = on_progress or (lambda _x: None)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = _frames(data)
+    progress(0.1)
+    bank = _bank(data, frames, progress)
+    if held_in is not None:
+        # The held-in bundle shares the canonical space and the decoded crops; its bank,
+        # base loop and audio map come only from the frames (and audio) before the split.
+        _write_bundle(held_in.out_dir, data, frames, bank, held_in.frames)
+    progress(0.9)
+    manifest = _write_bundle(out_dir, data, frames, bank, data.track.n_frames)
+    progress(1.0)
+    return manifest
+
+
+def _frames(data: TrainingInput) -> _Frames:
     track = data.track
     points = align.smooth_track(track.landmarks, track.present, sigma=1.0)
     valid = track.present.copy()
@@ -63,49 +105,85 @@ def fit(
     scale = float(np.clip(np.median(lm.inter_ocular(points[index])), 40.0, MAX_CANONICAL_IOD_PX))
     box = _crop_box(unit_points)
     to_px = np.array([[scale, 0, -box[0] * scale], [0, scale, -box[1] * scale]], np.float32)
-    frame_to_canon = _compose(to_px, frame_to_unit)
     size = (int(np.ceil((box[2] - box[0]) * scale)), int(np.ceil((box[3] - box[1]) * scale)))
-    mask = _mask(unit_points, box, scale, size)
-    progress(0.1)
 
-    # 2. Mouth measures per frame, and which frames show talking.
-    opening = lm.mouth_opening(points[index]).astype(np.float32)
-    width = lm.mouth_width(points[index]).astype(np.float32)
+    # 2. Mouth measures per frame. The mouth's statistics and the bank come from frames
+    #    whose landmarks were measured, not interpolated.
+    measured = track.measured[index]
+    return _Frames(
+        index=index,
+        points=points,
+        unit_points=unit_points,
+        frame_to_canon=_compose(to_px, frame_to_unit),
+        box=box,
+        scale=scale,
+        size=size,
+        mask=_mask(unit_points, box, scale, size),
+        opening=lm.mouth_opening(points[index]).astype(np.float32),
+        width=lm.mouth_width(points[index]).astype(np.float32),
+        measured=measured if measured.any() else np.ones_like(measured),
+    )
+
+
+def _bank(data: TrainingInput, f: _Frames, progress: Callable[[float], None]) -> _Bank:
+    """3. The mouth bank's candidates: canonical lower-face crops of up to MAX_BANK measured
+    frames, decoded in one pass."""
+    candidates = np.flatnonzero(f.measured)
+    stride = max(1, int(np.ceil(len(candidates) / MAX_BANK)))
+    rows = candidates[::stride]
+    blobs, thumbs = _extract_bank(data, f.index[rows], f.frame_to_canon[rows], f.size, progress)
+    return _Bank(rows, blobs, thumbs)
+
+
+def _write_bundle(
+    out_dir: Path, data: TrainingInput, f: _Frames, bank: _Bank, end_frame: int
+) -> dict[str, object]:
+    """The bundle made from the frames before ``end_frame`` and the audio under them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    track = data.track
+    rows = int(np.searchsorted(f.index, end_frame))
+    index, opening, width, measured = (
+        f.index[:rows],
+        f.opening[:rows],
+        f.width[:rows],
+        f.measured[:rows],
+    )
+    audio = data.audio[: int(end_frame / data.fps * data.sample_rate_hz)]
     talking = _talking(opening, data.fps)
+    sampled = bank.rows < rows
+    bank_rows_all = bank.rows[sampled]
 
-    # 3. The mouth bank: canonical lower-face crops of (up to MAX_BANK) frames. Crops whose
-    #    skin around the mouth departs from the person's usual look (a hand over the chin, a
-    #    tracking slip) are left out, and the base loop avoids them too.
-    stride = max(1, int(np.ceil(len(index) / MAX_BANK)))
-    sampled = np.arange(0, len(index), stride)
-    blobs, thumbs = _extract_bank(data, index[sampled], frame_to_canon[sampled], size, progress)
-    occlusion = _occlusion(thumbs, mask, unit_points, box, scale)
+    # Crops whose skin around the mouth departs from the person's usual look (a hand over
+    # the chin, a tracking slip) are left out, and the base loop avoids them too.
+    occlusion = _occlusion(bank.thumbs[sampled], f.mask, f.unit_points, f.box, f.scale)
     clean = occlusion <= _occlusion_threshold(occlusion)
 
     # 4. Base loop: the calmest clean stretch with the mouth at rest (ideally the listening
     #    part), ping-ponged at render time.
     base_len = int(min(len(index), round(BASE_SECONDS * data.fps)))
-    occlusion_all = np.interp(np.arange(len(index)), sampled, (~clean).astype(np.float64))
-    base_start = _calmest_window(index, opening, points, base_len, occlusion_all)
+    occlusion_all = np.interp(np.arange(len(index)), bank_rows_all, (~clean).astype(np.float64))
+    base_start = _calmest_window(index, opening, f.points, base_len, occlusion_all)
     base_frames = index[base_start : base_start + base_len]
-    base_to_frame = align.invert(frame_to_canon[base_start : base_start + base_len])
+    base_to_frame = align.invert(f.frame_to_canon[base_start : base_start + base_len])
     base = _frames_at(data.video_path, base_frames)
     write_mp4(out_dir / "base.mp4", base, data.fps, crf=16, preset="veryfast")
 
-    bank_rows = sampled[clean]
+    bank_rows = bank_rows_all[clean]
     bank_frames = index[bank_rows]
-    kept = [blob for blob, ok in zip(blobs, clean, strict=True) if ok]
+    kept = [blob for blob, ok in zip(bank.blobs, sampled, strict=True) if ok]
+    kept = [blob for blob, ok in zip(kept, clean, strict=True) if ok]
     offsets = np.cumsum([0] + [len(b) for b in kept]).astype(np.int64)
     (out_dir / "bank.bin").write_bytes(b"".join(kept))
-    lips = align.apply(frame_to_canon[bank_rows], points[bank_frames][:, lm.LIPS])
-    lips = (lips - lips.mean(axis=1, keepdims=True)).reshape(len(bank_rows), -1) / scale
+    lips = align.apply(f.frame_to_canon[bank_rows], f.points[bank_frames][:, lm.LIPS])
+    lips = (lips - lips.mean(axis=1, keepdims=True)).reshape(len(bank_rows), -1) / f.scale
     pca_mean, pca_basis = _pca(lips, PCA_DIMS)
     shape = (lips - pca_mean) @ pca_basis.T
-    progress(0.9)
 
     # 5. The person's audio→mouth maps (quantile matching; needs no audio-video sync).
-    audio_map = _audio_map(data, opening, width, talking)
-    closed = float(np.quantile(opening, 0.1))
+    audio_map = _audio_map(
+        audio, data.sample_rate_hz, data.fps, opening[measured], width[measured], talking[measured]
+    )
+    closed = float(np.quantile(opening[measured], 0.1))
 
     arrays: dict[str, Any] = dict(
         base_to_frame=base_to_frame,
@@ -114,7 +192,7 @@ def fit(
         bank_width=width[bank_rows],
         bank_shape=shape.astype(np.float32),
         bank_source_frame=bank_frames.astype(np.int64),
-        mask=mask,
+        mask=f.mask,
         **{k: np.asarray(v, np.float32) for k, v in audio_map.items() if k != "source"},
     )
     np.savez_compressed(out_dir / "arrays.npz", **arrays)
@@ -124,10 +202,11 @@ def fit(
         "fps": data.fps,
         "width": track.width,
         "height": track.height,
-        "canonical_scale_px": scale,
-        "crop_size": list(size),
-        "frames_tracked": int(track.n_frames),
-        "frames_with_face": int(track.present.sum()),
+        "canonical_scale_px": f.scale,
+        "crop_size": list(f.size),
+        "frames_tracked": end_frame,
+        "frames_with_face": int(track.present[:end_frame].sum()),
+        "frames_measured": int(track.measured[:end_frame].sum()),
         "frames_used": len(index),
         "bank_size": len(bank_rows),
         "bank_rejected_occluded": int((~clean).sum()),
@@ -137,7 +216,6 @@ def fit(
         "audio_map": audio_map["source"],
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    progress(1.0)
     return manifest
 
 
@@ -312,13 +390,17 @@ def _frames_at(video: Path, wanted: np.ndarray) -> Iterator[np.ndarray]:
 
 
 def _audio_map(
-    data: TrainingInput, opening: np.ndarray, width: np.ndarray, talking: np.ndarray
+    audio: np.ndarray,
+    sample_rate_hz: int,
+    fps: float,
+    opening: np.ndarray,
+    width: np.ndarray,
+    talking: np.ndarray,
 ) -> dict[str, object]:
     """Quantile maps from this person's audio (loudness under peak, tilt) to their mouth
     (opening, width). Falls back to a generic loudness curve when the video holds too little
     speech to fit one."""
-    audio = resample(data.audio, data.sample_rate_hz, F.SAMPLE_RATE_HZ)
-    feats = F.relative_features(audio, data.fps)
+    feats = F.relative_features(resample(audio, sample_rate_hz, F.SAMPLE_RATE_HZ), fps)
     speech = F.is_speech(feats[:, 0], feats[:, 1])
     source = "fitted"
     if speech.sum() < max(25, 0.1 * len(speech)):

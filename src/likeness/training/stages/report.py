@@ -8,7 +8,6 @@ import logging
 import shutil
 from pathlib import Path
 
-from likeness.engines.base import ReplicaModel, TrainingInput
 from likeness.engines.registry import get_engine
 from likeness.training import quality
 from likeness.training.stages import fit
@@ -18,22 +17,20 @@ REPORT = "quality.json"
 
 
 def run(work_dir: Path, engine_name: str) -> dict[str, object]:
-    engine = get_engine(engine_name)
-    scratch = work_dir / "quality.partial"
-
-    def fit_held_in(data: TrainingInput, out: Path) -> ReplicaModel:
-        if out.exists():
-            shutil.rmtree(out)
-        engine.fit(data, out)
-        return engine.load(out)
-
+    held_in = work_dir / fit.HELD_IN
     try:
-        result = quality.report(fit.training_input(work_dir), fit_held_in, scratch)
+        data = fit.training_input(work_dir)
+        split = quality.held_out_split(data.track.n_frames, data.fps)
+        if split is None:
+            result: dict[str, object] = {"skipped": "the video is too short to hold out 2 s"}
+        else:
+            model = get_engine(engine_name).load(held_in)
+            result = quality.report(data, model, split)
     except Exception as exc:  # the report is a courtesy; the replica is fine without it
         log.warning("quality report failed", exc_info=True)
         result = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(held_in, ignore_errors=True)
     (work_dir / REPORT).write_text(json.dumps(result, indent=2))
     return result
 

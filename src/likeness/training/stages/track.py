@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from likeness.training.pipeline import Limits
 
 TRACK = "track.npz"
+# FaceMesh looks at no more frames than this, spread evenly; the rest are interpolated. The
+# fit's mouth bank holds at most as many crops (engines/mouthbank/fit.py MAX_BANK), so a 2-min
+# video at 25 fps is measured on every second frame, and anything under 1 min on every frame.
+MESHED_FRAMES = 1500
 
 
 def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) -> FaceTrack:
@@ -33,7 +37,9 @@ def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) ->
             iter_frames(work_dir / SOURCE),
             hint,
             on_progress,
-            observers=[lambda _i, rgb: stats.add(rgb), faces, hands],
+            observers=[lambda _i, rgb: stats.add(rgb)],
+            looks=[faces, hands],
+            mesh_at_most=MESHED_FRAMES,
         )
     except Undecodable as exc:
         raise TrainingFailure("video_damaged", str(exc)) from exc
@@ -52,6 +58,7 @@ def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) ->
         work_dir / TRACK,
         landmarks=result.landmarks,
         present=result.present,
+        measured=result.measured,
         size=np.array([result.width, result.height]),
         luma=stats.luma,
         change=stats.change,
@@ -65,11 +72,14 @@ def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) ->
 
 def load(work_dir: Path) -> FaceTrack:
     with np.load(work_dir / TRACK) as data:
+        present = data["present"]
         return FaceTrack(
             landmarks=data["landmarks"],
-            present=data["present"],
+            present=present,
             width=int(data["size"][0]),
             height=int(data["size"][1]),
+            # a track saved before frames could go unmeasured measured every one
+            measured=data["measured"] if "measured" in data else np.ones_like(present),
         )
 
 
