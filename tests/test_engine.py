@@ -3,6 +3,7 @@ the frames it renders."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import av
@@ -173,3 +174,41 @@ def test_a_script_is_spoken_with_its_phones_aligned_sentence_by_sentence() -> No
     assert spoken.count("B") == 3 and "M" in spoken[5:]  # the second sentence, placed after
     starts = [p.start_s for p in phones]
     assert starts == sorted(starts) and phones[-1].end_s <= seconds + 0.05
+
+
+def test_phones_recognised_while_rendering_give_the_same_frames(model: MouthbankModel) -> None:
+    """Without phones, frames_for recognises them in a child process and renders the frames
+    whose phones have settled meanwhile: the same phones, and so the same frames, as
+    recognising first and rendering after."""
+    samples, _ = read_audio(FIXTURES / "librivox_0870.wav", SR)
+    phones = asr_sphinx.recognise(samples)
+    streamed = [p for batch, _until in asr_sphinx.recognise_apart(samples) for p in batch]
+    assert streamed == phones and len(phones) > 50
+    after = list(frames_for(model, samples, SR, phones))
+    meanwhile = list(frames_for(model, samples, SR))
+    assert len(meanwhile) == len(after) == int(np.ceil(len(samples) / SR * model.fps))
+    assert all(np.array_equal(a, b) for a, b in zip(after, meanwhile, strict=True))
+
+
+def test_a_render_stopped_early_ends_its_recognition() -> None:
+    samples, _ = read_audio(FIXTURES / "librivox_0870.wav", SR)
+    batches = asr_sphinx.recognise_apart(samples)
+    first, until = next(batches)
+    assert first and 0.0 < until < len(samples) / SR
+    assert _recognisers(), "the recognition runs in a child process"
+    batches.close()  # what a render that stops early does
+    assert not _recognisers(), "the child is ended, not left running"
+
+
+def _recognisers() -> list[int]:
+    """This process's live phone-recognition children (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"sphinx_stream" in cmdline:
+            found.append(int(stat.parent.name))
+    return found

@@ -1,11 +1,12 @@
-"""Two-thread pipelines: this thread makes items, a worker thread consumes them in order
-through a bounded queue (so memory stays flat), and neither side can wait forever on the
-other."""
+"""Two-thread pipelines through a bounded queue (so memory stays flat), where neither side
+can wait forever on the other: this thread makes items and a worker consumes them
+(``in_thread``), or a worker makes them and this thread consumes them (``made_in_thread``)."""
 
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar, cast
@@ -51,3 +52,51 @@ def _hand_over(pending: queue.Queue[object], item: object, worker: Future[None])
                     worker.result()
                     raise RuntimeError("the worker thread stopped") from None
                 return
+
+
+@contextmanager
+def made_in_thread(make: Callable[[], Iterator[T]], name: str, depth: int) -> Iterator[Iterator[T]]:
+    """Run the generator ``make()`` in a thread of its own and yield an iterator over what it
+    makes; at most ``depth`` items wait. Its error, if any, is raised by the iterator.
+    Leaving the block early stops the generator at its next item."""
+    made: queue.Queue[object] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        making = make()
+        try:
+            for item in making:
+                while not stop.is_set():
+                    try:
+                        made.put(item, timeout=POLL_S)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+        except BaseException as exc:  # handed to the consumer
+            failure.append(exc)
+        finally:
+            if isinstance(making, Generator):
+                making.close()  # its clean-up runs here, not whenever it is collected
+        while not stop.is_set():
+            try:
+                made.put(_END, timeout=POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def items() -> Iterator[T]:
+        while (item := made.get()) is not _END:
+            yield cast(T, item)
+        if failure:
+            raise failure[0]
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        maker = pool.submit(run)
+        try:
+            yield items()
+        finally:
+            stop.set()
+        maker.result()

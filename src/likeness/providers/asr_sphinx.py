@@ -5,17 +5,22 @@ tell a renderer when the lips must meet and when they open."""
 
 from __future__ import annotations
 
-import os
+import contextlib
+import json
 import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 
 from likeness.media.audio import resample, to_int16
+from likeness.providers import sphinx_stream
 
-SAMPLE_RATE_HZ = 16000
-FRAME_S = 0.01  # PocketSphinx's feature frames
-CHUNK_S = 5
+SAMPLE_RATE_HZ = sphinx_stream.SAMPLE_RATE_HZ
+FRAME_S = sphinx_stream.FRAME_S
 
 
 @dataclass(frozen=True)
@@ -95,23 +100,59 @@ def align(samples: np.ndarray, text: str) -> list[Phone]:
 
 
 def recognise(samples: np.ndarray) -> list[Phone]:
-    """Phone recognition ("allphone" search with the phone language model in the wheel)."""
-    from pocketsphinx import Decoder, get_model_path
-
-    decoder = Decoder(
-        loglevel="FATAL",
-        allphone=os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin"),
-        lm=None,
-        lw=2.0,
-        beam=1e-20,
-        pbeam=1e-20,
-    )
-    pcm = to_int16(samples).tobytes()
-    step = 2 * SAMPLE_RATE_HZ * CHUNK_S  # bytes: int16
+    """Phone recognition ("allphone" search with the phone language model in the wheel) of
+    (N,) 16 kHz speech."""
+    decoder = sphinx_stream.phone_decoder()
     decoder.start_utt()
-    for start in range(0, len(pcm), step):  # in pieces: PocketSphinx holds the GIL per call,
-        decoder.process_raw(pcm[start : start + step])  # and the job's heartbeat must run
+    for piece in _pieces(samples):  # in pieces: the job's heartbeat must run
+        decoder.process_raw(piece)
     decoder.end_utt()
-    return [
-        Phone(s.word, s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in decoder.seg()
-    ]
+    return [Phone(*segment) for segment in sphinx_stream.segments(decoder)]
+
+
+def recognise_apart(samples: np.ndarray) -> Iterator[tuple[list[Phone], float]]:
+    """Phone recognition of (N,) 16 kHz speech in a child process (PocketSphinx holds the
+    GIL), as it goes: (the phones newly settled, the time in seconds up to which the phones
+    are final), and lastly (the rest, the audio's end). See sphinx_stream.py."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "likeness.providers.sphinx_stream"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as child:
+        stdin, stdout, stderr = child.stdin, child.stdout, child.stderr
+        assert stdin is not None and stdout is not None and stderr is not None
+        errors: list[bytes] = []
+
+        def write() -> None:
+            try:
+                for piece in _pieces(samples):
+                    stdin.write(piece)
+                stdin.close()
+            except (BrokenPipeError, ValueError):
+                pass  # the child ended early: its exit status says why
+            errors.append(stderr.read())
+
+        writer = threading.Thread(target=write, name="phones-in", daemon=True)
+        writer.start()
+        try:
+            for line in stdout:
+                batch = json.loads(line)
+                yield [Phone(*p) for p in batch["phones"]], float(batch["until"])
+            if child.wait() != 0:
+                writer.join()
+                detail = b"".join(errors).decode(errors="replace").strip()[-500:]
+                raise RuntimeError(f"phone recognition failed ({child.returncode}): {detail}")
+        finally:
+            if child.poll() is None:
+                child.kill()
+            writer.join()
+            with contextlib.suppress(BrokenPipeError):
+                stdin.close()  # what the killed child never read is dropped
+
+
+def _pieces(samples: np.ndarray) -> Iterator[bytes]:
+    pcm = to_int16(samples).tobytes()
+    step = 2 * int(SAMPLE_RATE_HZ * sphinx_stream.PIECE_S)  # bytes: int16
+    for start in range(0, len(pcm), step):
+        yield pcm[start : start + step]

@@ -25,7 +25,6 @@ from likeness.media.hls import write_hls, write_still
 from likeness.media.probe import Undecodable
 from likeness.media.video import aac_ready, iter_frames, loop_frames, write_mp4, write_webm_alpha
 from likeness.models import Replica, Video
-from likeness.providers import asr_sphinx
 from likeness.providers.asr_sphinx import Phone
 from likeness.providers.script import speak
 from likeness.replica import service as replicas
@@ -34,7 +33,7 @@ from likeness.video import repository, service
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
 log = logging.getLogger(__name__)
-RECOGNISED_PCT = 5  # generation_progress once an audio_url's phones are known
+RENDER_FROM_PCT = 5  # generation_progress when the first frame is drawn
 
 VIDEO_FILE = "video.mp4"
 WEBM_FILE = "video.webm"
@@ -213,17 +212,14 @@ def _encode(
     samples, rate = aac_ready(*speech[:2])
     total = max(1, int(np.ceil(len(samples) / rate * model.fps)))
     still: list[np.ndarray] = []
-    phones = speech[2]
-    if phones is None:  # 0.05 s a second of audio: half a minute for ten minutes
-        phones = asr_sphinx.phones(samples, rate)
-        _progress(deps, video_id, RECOGNISED_PCT)
+    phones = speech[2]  # None: recognised by frames_for while it renders
 
     def counted() -> Iterator[np.ndarray]:
-        last_pct = RECOGNISED_PCT
+        last_pct = RENDER_FROM_PCT
         for index, image in enumerate(frames_for(model, samples, rate, phones)):
             if index == min(total - 1, int(model.fps)):
                 still.append(image)
-            pct = min(95, RECOGNISED_PCT + int((95 - RECOGNISED_PCT) * (index + 1) / total))
+            pct = min(95, RENDER_FROM_PCT + int((95 - RENDER_FROM_PCT) * (index + 1) / total))
             if pct >= last_pct + 5:
                 last_pct = pct
                 _progress(deps, video_id, pct)

@@ -1,0 +1,84 @@
+"""Phone recognition with PocketSphinx, as it goes, and runnable as a process of its own.
+
+PocketSphinx holds the GIL while it decodes, so a renderer that draws frames while the phones
+of its audio are still being recognised runs the recognition in a child process:
+
+    python -m likeness.providers.sphinx_stream   < 16 kHz int16 mono PCM   > JSON lines
+
+Each line is ``{"until": seconds, "phones": [[name, start_s, end_s], ...]}``: the phones newly
+settled, final up to ``until``. This module imports nothing heavy, so the child starts in
+~0.1 s; asr_sphinx.py is the interface the rest of likeness uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+SAMPLE_RATE_HZ = 16000
+FRAME_S = 0.01  # PocketSphinx's feature frames
+LOOK_EVERY_S = 0.5  # how often the settled phones are looked at
+# A phone counts as settled once it ended this long before the audio decoded so far: on the
+# five LibriVox clips the settled phones were then exactly the final ones (0.5 s: one not).
+SETTLE_S = 1.0
+# How much audio one call decodes: short calls let a renderer in the same process get the GIL
+# (used by asr_sphinx.recognise too).
+PIECE_S = 0.05
+
+Segment = tuple[str, float, float]  # phone, start_s, end_s
+
+
+def phone_decoder() -> Any:
+    """An "allphone" decoder with the phone language model in the wheel."""
+    from pocketsphinx import Decoder, get_model_path
+
+    return Decoder(
+        loglevel="FATAL",
+        allphone=os.path.join(get_model_path(), "en-us", "en-us-phone.lm.bin"),
+        lm=None,
+        lw=2.0,
+        beam=1e-20,
+        pbeam=1e-20,
+    )
+
+
+def segments(decoder: Any) -> list[Segment]:
+    """The decoder's current best phone path."""
+    return [
+        (str(s.word), s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in decoder.seg()
+    ]
+
+
+def settled(pcm: Iterable[bytes]) -> Iterator[tuple[list[Segment], float]]:
+    """(phones newly settled, time up to which phones are final) as the int16 PCM pieces
+    are decoded; lastly (the remaining phones, the audio's end)."""
+    decoder = phone_decoder()
+    until = decoded = look_at = 0.0
+    decoder.start_utt()
+    for piece in pcm:
+        decoder.process_raw(piece)
+        decoded += len(piece) / 2 / SAMPLE_RATE_HZ
+        if decoded < look_at + LOOK_EVERY_S:
+            continue
+        look_at = decoded
+        fresh = [p for p in segments(decoder) if p[1] >= until and p[2] < decoded - SETTLE_S]
+        if fresh:
+            until = fresh[-1][2]
+            yield fresh, until
+    decoder.end_utt()
+    yield [p for p in segments(decoder) if p[1] >= until], decoded
+
+
+def main() -> None:
+    stdin = sys.stdin.buffer
+    size = 2 * int(SAMPLE_RATE_HZ * PIECE_S)
+    for fresh, until in settled(iter(lambda: stdin.read(size), b"")):
+        sys.stdout.write(json.dumps({"until": until, "phones": fresh}) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
