@@ -1,4 +1,5 @@
-"""Face tracking with MediaPipe FaceMesh (478 points), on every frame of a video.
+"""Face tracking with MediaPipe FaceMesh (478 points) through a video: on every frame, or on
+a share of them spread evenly with the frames between interpolated.
 
 The model ships inside the pinned ``mediapipe==0.10.14`` wheel and runs offline.
 """
@@ -88,7 +89,7 @@ def track(
     video (``n_frames_hint`` long); the frames between get landmarks interpolated from their
     measured neighbours. On a 2-min 720p talking head at 25 fps, FaceMesh on every second
     frame agrees with FaceMesh on every frame to 0.16 % of the inter-ocular distance, and the
-    interpolated frames to 0.35 % (docs/decisions/0007-two-cores.md).
+    interpolated frames to 0.35 % (docs/decisions/0008-fewer-frames-measured.md).
 
     FaceMesh and the looks each run in a thread of their own while this one decodes and runs
     the observers (MediaPipe, OpenCV and PyAV let go of the GIL), so both cores are busy."""

@@ -1,5 +1,6 @@
-"""Stage 3: FaceMesh landmarks on every frame, plus the picture measures the checks need,
-in one decoding pass; no usable face is a permanent failure."""
+"""Stage 3: FaceMesh landmarks (at most MESHED_FRAMES measured, the rest interpolated), plus
+the picture measures the checks need, in one decoding pass; no usable face is a permanent
+failure."""
 
 from __future__ import annotations
 
