@@ -67,25 +67,14 @@ def made_in_thread(make: Callable[[], Iterator[T]], name: str, depth: int) -> It
         making = make()
         try:
             for item in making:
-                while not stop.is_set():
-                    try:
-                        made.put(item, timeout=POLL_S)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not _put_until(made, item, stop):
                     return
         except BaseException as exc:  # handed to the consumer
             failure.append(exc)
         finally:
             if isinstance(making, Generator):
                 making.close()  # its clean-up runs here, not whenever it is collected
-        while not stop.is_set():
-            try:
-                made.put(_END, timeout=POLL_S)
-                return
-            except queue.Full:
-                continue
+        _put_until(made, _END, stop)
 
     def items() -> Iterator[T]:
         while (item := made.get()) is not _END:
@@ -100,3 +89,14 @@ def made_in_thread(make: Callable[[], Iterator[T]], name: str, depth: int) -> It
         finally:
             stop.set()
         maker.result()
+
+
+def _put_until(made: queue.Queue[object], item: object, stop: threading.Event) -> bool:
+    """Queue ``item`` unless ``stop`` is set first; whether it was queued."""
+    while not stop.is_set():
+        try:
+            made.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
