@@ -24,8 +24,9 @@ LOOK_EVERY_S = 0.5  # how often the settled phones are looked at
 # A phone counts as settled once it ended this long before the audio decoded so far: on the
 # five LibriVox clips the settled phones were then exactly the final ones (0.5 s: one not).
 SETTLE_S = 1.0
-# How much audio one call decodes: short calls let a renderer in the same process get the GIL
-# (used by asr_sphinx.recognise too).
+# How much audio one call decodes (asr_sphinx.recognise too). Each call holds the GIL, so other
+# threads (a job's heartbeat) get a turn between calls; a renderer needs more than that, hence
+# the child process.
 PIECE_S = 0.05
 
 Segment = tuple[str, float, float]  # phone, start_s, end_s

@@ -141,8 +141,8 @@ def recover_stale(deps: Deps) -> list[str]:
 def _audio(
     deps: Deps, script: str | None, audio_url: str | None, work: Path
 ) -> tuple[np.ndarray, int, list[Phone] | None]:
-    """The speech, its rate, and its phones when the script gives them (else None: _encode
-    recognises them)."""
+    """The speech, its rate, and its phones when the script gives them (else None: frames_for
+    recognises them while it renders)."""
     phones = None
     if script:
         samples, rate, phones = speak(script)

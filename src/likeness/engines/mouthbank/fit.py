@@ -150,12 +150,12 @@ def _write_bundle(
     )
     audio = data.audio[: int(end_frame / data.fps * data.sample_rate_hz)]
     talking = _talking(opening, data.fps)
-    sampled = bank.rows < rows
-    bank_rows_all = bank.rows[sampled]
+    sampled = int(np.searchsorted(bank.rows, rows))  # the bank's rows are ascending
+    bank_rows_all = bank.rows[:sampled]
 
     # Crops whose skin around the mouth departs from the person's usual look (a hand over
     # the chin, a tracking slip) are left out, and the base loop avoids them too.
-    occlusion = _occlusion(bank.thumbs[sampled], f.mask, f.unit_points, f.box, f.scale)
+    occlusion = _occlusion(bank.thumbs[:sampled], f.mask, f.unit_points, f.box, f.scale)
     clean = occlusion <= _occlusion_threshold(occlusion)
 
     # 4. Base loop: the calmest clean stretch with the mouth at rest (ideally the listening
@@ -170,8 +170,7 @@ def _write_bundle(
 
     bank_rows = bank_rows_all[clean]
     bank_frames = index[bank_rows]
-    kept = [blob for blob, ok in zip(bank.blobs, sampled, strict=True) if ok]
-    kept = [blob for blob, ok in zip(kept, clean, strict=True) if ok]
+    kept = [blob for blob, ok in zip(bank.blobs[:sampled], clean, strict=True) if ok]
     offsets = np.cumsum([0] + [len(b) for b in kept]).astype(np.int64)
     (out_dir / "bank.bin").write_bytes(b"".join(kept))
     lips = align.apply(f.frame_to_canon[bank_rows], f.points[bank_frames][:, lm.LIPS])
