@@ -12,6 +12,7 @@ from likeness.replica import service
 from likeness.replica.schemas import CreateReplica
 from likeness.runtime import Runtime
 from likeness.webhooks import service as webhooks
+from likeness.webhooks.repository import attempts_for
 from likeness.webhooks.signing import verify
 
 from .conftest import Receiver
@@ -85,7 +86,7 @@ def test_retries_with_backoff_until_delivered(runtime: Runtime, receiver: Receiv
     assert _deliver(runtime, event_id).retry_in_s == delays[1]
     assert _deliver(runtime, event_id).delivered
     with runtime.sessions() as session:
-        attempts = webhooks.attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
+        attempts = attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
         assert [a.status_code for a in attempts] == [500, 500, 200]
         assert session.get(WebhookEvent, event_id).status == "delivered"
 
@@ -100,7 +101,7 @@ def test_dead_url_gives_up_and_never_touches_the_replica(runtime: Runtime) -> No
         assert event is not None and event.status == "failed" and event.attempts == 3
         replica = session.get(Replica, event.subject_id)
         assert replica is not None and replica.status == "completed"
-        assert all(a.error for a in webhooks.attempts_for(session, replica.id))
+        assert all(a.error for a in attempts_for(session, replica.id))
 
 
 def test_private_callback_urls_are_refused_by_default(runtime: Runtime, receiver: Receiver) -> None:
@@ -109,5 +110,5 @@ def test_private_callback_urls_are_refused_by_default(runtime: Runtime, receiver
     assert not outcome.delivered
     assert receiver.received() == []
     with runtime.sessions() as session:
-        (attempt,) = webhooks.attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
+        (attempt,) = attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
         assert attempt.error and attempt.error.startswith("refused")

@@ -1,4 +1,5 @@
-"""Ids in Tavus's formats: replicas ``r`` + 10 hex, videos 10 hex, and so on."""
+"""Ids in Tavus's formats: replicas ``r`` + 10 hex, videos 10 hex, and so on. Ids are on the
+wire: a format changes here or nowhere."""
 
 from __future__ import annotations
 
@@ -9,8 +10,17 @@ def replica_id() -> str:
     return "r" + secrets.token_hex(5)
 
 
+def video_id() -> str:
+    return secrets.token_hex(5)
+
+
 def upload_id() -> str:
     return "u" + secrets.token_hex(6)
+
+
+def webhook_message_id() -> str:
+    """A callback's ``webhook-id`` (Standard Webhooks)."""
+    return "msg_" + secrets.token_hex(12)
 
 
 def opaque_id() -> str:

@@ -3,13 +3,12 @@ each with its flat Tavus callback recorded in the same transaction."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from likeness.errors import BadRequest, NotFound
-from likeness.kit import signed
+from likeness.kit import ids, signed
 from likeness.kit.clock import callback_time, rfc1123
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica, Video
@@ -59,7 +58,7 @@ def create(session: Session, body: CreateVideo) -> Video:
         raise BadRequest("Invalid background_source_url")
     if body.background_source_url and body.transparent_background:
         raise BadRequest("Send background_source_url or transparent_background, not both")
-    video_id = secrets.token_hex(5)
+    video_id = ids.video_id()
     video = Video(
         id=video_id,
         name=body.video_name,

@@ -3,14 +3,13 @@ every attempt. A dead callback URL never affects the replica or video it reports
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from likeness.kit import ids
 from likeness.kit.clock import utcnow_aware
 from likeness.kit.db import transaction
 from likeness.kit.safe_url import UnsafeUrl, check_url
@@ -23,7 +22,7 @@ JOB = "webhook.deliver"
 def record(session: Session, url: str, payload: dict[str, Any], subject_id: str) -> str:
     """Add a pending callback to the session; enqueue ``webhook.deliver`` after commit."""
     event = WebhookEvent(
-        id="msg_" + secrets.token_hex(12), url=url, payload=payload, subject_id=subject_id
+        id=ids.webhook_message_id(), url=url, payload=payload, subject_id=subject_id
     )
     session.add(event)
     return event.id
@@ -84,13 +83,3 @@ def deliver(
     if delivered or give_up:
         return Outcome(delivered=delivered, retry_in_s=None)
     return Outcome(delivered=False, retry_in_s=retry_delays_s[attempt - 1])
-
-
-def attempts_for(session: Session, subject_id: str) -> list[WebhookAttempt]:
-    query = (
-        select(WebhookAttempt)
-        .join(WebhookEvent, WebhookEvent.id == WebhookAttempt.event_id)
-        .where(WebhookEvent.subject_id == subject_id)
-        .order_by(WebhookAttempt.id)
-    )
-    return list(session.scalars(query))

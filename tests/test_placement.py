@@ -1,0 +1,58 @@
+"""Where things live, checked by reading the source: SQL only in repositories, ids minted
+only in kit/ids.py (in the formats that are on the wire)."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import likeness
+from likeness.kit import ids
+
+SRC = Path(likeness.__file__).parent
+# What builds a query; Session/sessionmaker (types) and the table columns are not SQL here.
+QUERY_BUILDERS = {"select", "update", "delete", "insert", "func", "text", "or_", "and_"}
+# Where SQLAlchemy itself is the subject: the schema, migrations, and the db kit.
+SCHEMA = ("models", "migrations", "kit")
+
+
+def _modules() -> list[tuple[str, ast.Module]]:
+    return [
+        (str(path.relative_to(SRC)), ast.parse(path.read_text()))
+        for path in sorted(SRC.rglob("*.py"))
+    ]
+
+
+def test_sql_is_built_only_in_repositories() -> None:
+    offenders = [
+        f"{name}: {alias.name}"
+        for name, tree in _modules()
+        if not name.endswith("repository.py") and not name.startswith(SCHEMA)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("sqlalchemy")
+        for alias in node.names
+        if alias.name in QUERY_BUILDERS
+    ]
+    assert offenders == []
+
+
+def test_ids_are_minted_only_in_kit_ids() -> None:
+    minted = {
+        name
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "secrets"
+        and node.attr.startswith("token_")
+    }
+    assert minted == {"kit/ids.py", "config.py"}  # config.py: the API key, a secret, not an id
+
+
+def test_id_formats_are_the_wire_formats() -> None:
+    assert re.fullmatch(r"[0-9a-f]{10}", ids.video_id())
+    assert re.fullmatch(r"r[0-9a-f]{10}", ids.replica_id())
+    assert re.fullmatch(r"u[0-9a-f]{12}", ids.upload_id())
+    assert re.fullmatch(r"msg_[0-9a-f]{24}", ids.webhook_message_id())
+    assert len({ids.video_id() for _ in range(100)}) == 100
