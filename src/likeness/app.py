@@ -14,7 +14,7 @@ from likeness import __version__
 from likeness.auth.deps import require_api_key
 from likeness.config import Settings
 from likeness.errors import ApiError
-from likeness.replica.endpoints import build_router
+from likeness.replica.endpoints import build_media_router, build_router
 from likeness.runtime import Runtime, build_runtime
 from likeness.upload.endpoints import router as uploads_router
 from likeness.video import endpoints as videos
@@ -35,7 +35,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(build_router("face"), dependencies=auth)
     app.include_router(uploads_router, dependencies=auth)
     app.include_router(videos.api, dependencies=auth)
-    app.include_router(videos.media)  # capability tokens in the path (video/endpoints.py)
+    # Capability tokens in the path instead of the key (a browser opens these links).
+    app.include_router(build_media_router("replica"))
+    app.include_router(build_media_router("face"))
+    app.include_router(videos.media)
     _install_error_handlers(app)
     app.add_middleware(_StripTrailingSlash)
     return app

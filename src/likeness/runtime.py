@@ -15,6 +15,7 @@ from likeness.config import Settings
 from likeness.jobs.queue import JobQueue, make_celery
 from likeness.kit.db import make_engine, make_sessionmaker
 from likeness.kit.migrate import upgrade
+from likeness.storage.base import BlobStore
 from likeness.storage.local import LocalBlobStore
 
 
@@ -23,7 +24,7 @@ class Runtime:
     settings: Settings
     db: Engine
     sessions: sessionmaker[Session]
-    storage: LocalBlobStore
+    storage: BlobStore
     queue: JobQueue
 
     def close(self) -> None:

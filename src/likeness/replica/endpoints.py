@@ -1,25 +1,25 @@
-"""/v2/replicas and its alias /v2/faces. Thin: parse, call the service, enqueue after commit."""
+"""/v2/replicas and its alias /v2/faces. Thin: parse, call the service, enqueue after commit.
+The thumbnail also has a capability link (``build_media_router``) a browser can open."""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse
+from sqlalchemy.orm import Session
 
-from likeness.errors import NotFound
+from likeness.api.deps import RuntimeDep, SessionDep, api_key
+from likeness.api.files import file_response
+from likeness.errors import NotFound, Unauthorized
+from likeness.kit import signed
 from likeness.kit.db import transaction
 from likeness.replica import repository, service
 from likeness.replica.schemas import ApiName, CreatedReplica, CreateReplica, Rename, ReplicaList
 from likeness.runtime import Runtime
 
 log = logging.getLogger(__name__)
-
-
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
 
 
 def build_router(api_name: ApiName) -> APIRouter:
@@ -33,7 +33,7 @@ def build_router(api_name: ApiName) -> APIRouter:
         response_model_exclude_none=True,
         summary=f"Create a {api_name}: start training from a video",
     )
-    def create(body: CreateReplica, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
+    def create(body: CreateReplica, rt: RuntimeDep) -> dict[str, Any]:
         with transaction(rt.sessions) as session:
             replica = service.create(session, rt.settings, body, api_name)
             replica_id = replica.id
@@ -45,7 +45,8 @@ def build_router(api_name: ApiName) -> APIRouter:
 
     @router.get("", response_model=ReplicaList, summary=f"List {plural}")
     def list_(
-        rt: Runtime = Depends(_runtime),
+        rt: RuntimeDep,
+        session: SessionDep,
         limit: int = Query(10, ge=1, le=1000),
         page: int = Query(1, ge=1),
         verbose: bool = False,
@@ -59,25 +60,24 @@ def build_router(api_name: ApiName) -> APIRouter:
         ids = [i.strip() for i in wanted.split(",") if i.strip()] if wanted else None
         if kind == "system":  # no stock replicas ship with likeness
             return {"data": [], "total_count": 0}
-        with rt.sessions() as session:
-            rows, total = repository.page(session, limit, page, ids)
-            data = [service.to_wire(r, api_name, rt.settings.public_url, verbose) for r in rows]
+        rows, total = repository.page(session, limit, page, ids)
+        public_url, key = rt.settings.public_url, api_key(rt)
+        data = [service.to_wire(r, api_name, public_url, key, verbose) for r in rows]
         return {"data": data, "total_count": total}
 
     @router.get("/{replica_id}", summary=f"Get one {api_name}")
-    def get(replica_id: str, verbose: bool = False, rt: Runtime = Depends(_runtime)) -> Any:
-        with rt.sessions() as session:
-            replica = service.get(session, replica_id)
-            return service.to_wire(replica, api_name, rt.settings.public_url, verbose)
+    def get(replica_id: str, rt: RuntimeDep, session: SessionDep, verbose: bool = False) -> Any:
+        replica = service.get(session, replica_id)
+        return service.to_wire(replica, api_name, rt.settings.public_url, api_key(rt), verbose)
 
     @router.delete("/{replica_id}", summary=f"Delete a {api_name} (hard=true removes its files)")
-    def delete(replica_id: str, hard: bool = False, rt: Runtime = Depends(_runtime)) -> Response:
+    def delete(replica_id: str, rt: RuntimeDep, hard: bool = False) -> Response:
         with transaction(rt.sessions) as session:
             service.delete(session, rt.storage, replica_id, hard, rt.settings.public_url)
         return Response(status_code=200)
 
     @router.patch("/{replica_id}/name", summary=f"Rename a {api_name}")
-    def rename(replica_id: str, body: Rename, rt: Runtime = Depends(_runtime)) -> Response:
+    def rename(replica_id: str, body: Rename, rt: RuntimeDep) -> Response:
         with transaction(rt.sessions) as session:
             service.rename(session, replica_id, body.face_name or body.replica_name)
         return Response(status_code=200)
@@ -87,13 +87,33 @@ def build_router(api_name: ApiName) -> APIRouter:
         summary="The replica's thumbnail video",
         response_class=FileResponse,
     )
-    def thumbnail(replica_id: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
-        with rt.sessions() as session:
-            replica = service.get(session, replica_id)
-            name = replica.artifacts.get("thumbnail")
-        if not name:
-            raise NotFound("The thumbnail is not ready")
-        path = rt.storage.path(f"{service.work_key(replica_id)}/{name}")
-        return FileResponse(path, media_type="video/mp4")
+    def thumbnail(replica_id: str, rt: RuntimeDep, session: SessionDep) -> FileResponse:
+        return _thumbnail(rt, session, replica_id)
 
     return router
+
+
+def build_media_router(api_name: ApiName) -> APIRouter:
+    """The links with a capability token in their path: mounted without x-api-key."""
+    plural = f"{api_name}s"
+    router = APIRouter(prefix=f"/v2/{plural}", tags=[f"{plural} (media links)"])
+
+    @router.get(
+        "/{replica_id}/media/{token}/thumbnail.mp4",
+        summary="The thumbnail video (thumbnail_video_url)",
+        response_class=FileResponse,
+    )
+    def thumbnail(replica_id: str, token: str, rt: RuntimeDep, session: SessionDep) -> FileResponse:
+        if not signed.valid(api_key(rt), f"replica:{replica_id}", token):
+            raise Unauthorized()
+        return _thumbnail(rt, session, replica_id)
+
+    return router
+
+
+def _thumbnail(rt: Runtime, session: Session, replica_id: str) -> FileResponse:
+    name = service.get(session, replica_id).artifacts.get("thumbnail")
+    if not name:
+        raise NotFound("The thumbnail is not ready")
+    path = rt.storage.path(f"{service.work_key(replica_id)}/{name}")
+    return file_response(path, "video/mp4", missing="The thumbnail is not ready")

@@ -57,11 +57,3 @@ class ReplicaOut(BaseModel):
 class ReplicaList(BaseModel):
     data: list[ReplicaOut]
     total_count: int
-
-
-class Upload(BaseModel):
-    upload_id: str
-    url: str
-    filename: str
-    size_bytes: int
-    created_at: str

@@ -10,13 +10,13 @@ from sqlalchemy.orm import Session
 
 from likeness.config import MODEL_NAMES, Settings
 from likeness.errors import BadRequest, NotFound
-from likeness.kit import ids
+from likeness.kit import ids, signed
 from likeness.kit.clock import iso_ms, utcnow
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica
 from likeness.replica import repository
 from likeness.replica.schemas import ApiName, CreateReplica
-from likeness.storage.local import LocalBlobStore
+from likeness.storage.base import BlobStore
 from likeness.training import failures
 from likeness.upload import service as uploads
 from likeness.webhooks import service as webhooks
@@ -75,7 +75,7 @@ def rename(session: Session, replica_id: str, name: str | None) -> None:
 
 
 def delete(
-    session: Session, storage: LocalBlobStore, replica_id: str, hard: bool, public_url: str
+    session: Session, storage: BlobStore, replica_id: str, hard: bool, public_url: str
 ) -> None:
     """Soft: hide it. Hard: also remove its files, and the uploaded training video when no
     other replica trains from it."""
@@ -92,13 +92,20 @@ def work_key(replica_id: str) -> str:
     return f"replicas/{replica_id}"
 
 
+def media_base(public_url: str, api_key: str, api_name: ApiName, replica_id: str) -> str:
+    """Links a browser opens (the thumbnail) carry a capability token in the path, as a
+    video's do, since a <video> element cannot send the x-api-key header."""
+    token = signed.token(api_key, f"replica:{replica_id}")
+    return f"{public_url.rstrip('/')}/v2/{api_name}s/{replica_id}/media/{token}"
+
+
 def to_wire(
-    replica: Replica, api_name: ApiName, public_url: str, verbose: bool = False
+    replica: Replica, api_name: ApiName, public_url: str, api_key: str, verbose: bool = False
 ) -> dict[str, Any]:
     prefix = "face" if api_name == "face" else "replica"
     thumbnail = None
     if replica.artifacts.get("thumbnail"):
-        thumbnail = f"{public_url.rstrip('/')}/v2/{prefix}s/{replica.id}/thumbnail.mp4"
+        thumbnail = f"{media_base(public_url, api_key, api_name, replica.id)}/thumbnail.mp4"
     out: dict[str, Any] = {
         f"{prefix}_id": replica.id,
         f"{prefix}_name": replica.name,

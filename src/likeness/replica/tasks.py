@@ -18,7 +18,7 @@ from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models import Replica
 from likeness.replica import repository, service
-from likeness.storage.local import LocalBlobStore
+from likeness.storage.base import BlobStore
 from likeness.training import pipeline
 from likeness.training.checks import Thresholds
 from likeness.upload import service as uploads
@@ -32,7 +32,7 @@ UNCLAIMED_AFTER = timedelta(minutes=10)
 @dataclass(frozen=True)
 class Deps:
     sessions: sessionmaker[Session]
-    storage: LocalBlobStore
+    storage: BlobStore
     settings: Settings
     queue: JobQueue
 

@@ -1,4 +1,5 @@
-"""BlobStore on local disk. Every key resolves inside the root: no path escapes it."""
+"""The BlobStore (base.py) on local disk. Every key resolves inside the root: no path escapes
+it."""
 
 from __future__ import annotations
 

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, UploadFile
+from fastapi import APIRouter, UploadFile
 from fastapi.responses import FileResponse
 
+from likeness.api.deps import RuntimeDep, SessionDep
+from likeness.api.files import file_response
 from likeness.kit.clock import iso_ms
 from likeness.kit.db import transaction
-from likeness.replica.schemas import Upload
-from likeness.runtime import Runtime
 from likeness.upload import service
+from likeness.upload.schemas import Upload
 
 router = APIRouter(prefix="/v2/uploads", tags=["uploads"])
 
 
-def _runtime(request: Request) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 @router.post("", response_model=Upload, summary="Store a file; its url trains a replica")
-def create(file: UploadFile, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
+def create(file: UploadFile, rt: RuntimeDep) -> dict[str, Any]:
     with transaction(rt.sessions) as session:
         upload = service.store(
             session,
@@ -42,11 +38,11 @@ def create(file: UploadFile, rt: Runtime = Depends(_runtime)) -> dict[str, Any]:
 
 
 @router.get("/{upload_id}", response_class=FileResponse, summary="Download an upload")
-def download(upload_id: str, rt: Runtime = Depends(_runtime)) -> FileResponse:
-    with rt.sessions() as session:
-        upload = service.get(session, upload_id)
-    return FileResponse(
+def download(upload_id: str, rt: RuntimeDep, session: SessionDep) -> FileResponse:
+    upload = service.get(session, upload_id)
+    return file_response(
         rt.storage.path(upload.storage_key),
+        upload.content_type or "application/octet-stream",
         filename=upload.filename,
-        media_type=upload.content_type or "application/octet-stream",
+        missing="Invalid upload_id",
     )

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids
 from likeness.models import Upload
-from likeness.storage.local import LocalBlobStore
+from likeness.storage.base import BlobStore
 
 _UPLOAD_PATH = re.compile(r"^/v2/uploads/(u[0-9a-f]{12})/?$")
 CHUNK = 1 << 20
@@ -27,7 +27,7 @@ def safe_filename(name: str | None) -> str:
 
 def store(
     session: Session,
-    storage: LocalBlobStore,
+    storage: BlobStore,
     stream: BinaryIO,
     filename: str | None,
     content_type: str | None,
@@ -71,7 +71,7 @@ def get(session: Session, upload_id: str) -> Upload:
     return upload
 
 
-def delete_behind(session: Session, storage: LocalBlobStore, public_url: str, url: str) -> None:
+def delete_behind(session: Session, storage: BlobStore, public_url: str, url: str) -> None:
     """Remove the upload behind one of our own URLs (nothing for any other URL)."""
     upload = _from_url(session, public_url, url)
     if upload is not None:
@@ -79,7 +79,7 @@ def delete_behind(session: Session, storage: LocalBlobStore, public_url: str, ur
         session.delete(upload)
 
 
-def local_path(session: Session, storage: LocalBlobStore, public_url: str, url: str) -> Path | None:
+def local_path(session: Session, storage: BlobStore, public_url: str, url: str) -> Path | None:
     """The stored file behind one of our own upload URLs; None for any other URL."""
     upload = _from_url(session, public_url, url)
     return storage.path(upload.storage_key) if upload else None

@@ -13,7 +13,7 @@ from likeness.kit.clock import callback_time, rfc1123
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica, Video
 from likeness.replica import repository as replicas
-from likeness.storage.local import LocalBlobStore
+from likeness.storage.base import BlobStore
 from likeness.video import repository
 from likeness.video.schemas import CreateVideo
 from likeness.webhooks import service as webhooks
@@ -92,7 +92,7 @@ def rename(session: Session, video_id: str, name: str | None) -> None:
     get(session, video_id).name = name
 
 
-def delete(session: Session, storage: LocalBlobStore, video_id: str, hard: bool) -> None:
+def delete(session: Session, storage: BlobStore, video_id: str, hard: bool) -> None:
     video = get(session, video_id)
     video.deleted_at = video.updated_at
     if hard:

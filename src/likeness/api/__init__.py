@@ -1,0 +1,1 @@
+"""What every router shares: request dependencies (deps.py) and file answers (files.py)."""
