@@ -18,6 +18,7 @@ from likeness.replica.endpoints import build_media_router, build_router
 from likeness.runtime import Runtime, build_runtime
 from likeness.upload.endpoints import router as uploads_router
 from likeness.video import endpoints as videos
+from likeness.web import docs
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -28,6 +29,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         description="Self-hosted replicas, wire-compatible with Tavus's v2 API. "
         "Every /v2 route needs the `x-api-key` header.",
         redirect_slashes=False,
+        docs_url=None,  # web/docs.py serves /docs and /redoc from local files instead
+        redoc_url=None,
     )
     app.state.runtime = runtime
     auth = [Depends(require_api_key)]
@@ -39,6 +42,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(build_media_router("replica"))
     app.include_router(build_media_router("face"))
     app.include_router(videos.media)
+    docs.install(app)
     _install_error_handlers(app)
     app.add_middleware(_StripTrailingSlash)
     return app
