@@ -3,7 +3,7 @@ and sessions. SQLite gets WAL and a busy timeout so the API and the worker can s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -49,3 +49,9 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction commits (never if it rolls back). A
+    delete removes files this way: a job that finds its files gone finds its row gone too."""
+    event.listen(session, "after_commit", lambda _session: action(), once=True)

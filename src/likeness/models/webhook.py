@@ -19,7 +19,7 @@ class WebhookEvent(Base):
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     subject_id: Mapped[str] = mapped_column(String(32), index=True)
-    # pending → delivered | failed
+    # pending → delivered | failed | cancelled (its replica or video was deleted)
     status: Mapped[str] = mapped_column(String(16), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -17,6 +17,11 @@ def get_live(session: Session, replica_id: str) -> Replica | None:
     return row if row is not None and row.deleted_at is None else None
 
 
+def get_any(session: Session, replica_id: str) -> Replica | None:
+    """Live or soft-deleted: a hard delete must find both."""
+    return session.get(Replica, replica_id)
+
+
 def page(
     session: Session, limit: int, page_number: int, ids: Sequence[str] | None
 ) -> tuple[list[Replica], int]:
@@ -64,10 +69,10 @@ def stale(session: Session, now: datetime, unclaimed_before: datetime) -> list[R
     )
 
 
-def others_using(session: Session, train_video_url: str, replica_id: str) -> bool:
-    """Does any other live replica train from this URL?"""
+def others_using(session: Session, url: str, replica_id: str) -> bool:
+    """Does any other live replica train from this URL (or use it as its consent video)?"""
     query = select(func.count()).where(
-        Replica.train_video_url == train_video_url,
+        or_(Replica.train_video_url == url, Replica.consent_video_url == url),
         Replica.id != replica_id,
         Replica.deleted_at.is_(None),
     )

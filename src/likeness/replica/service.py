@@ -12,6 +12,7 @@ from likeness.config import MODEL_NAMES, Settings
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids, signed
 from likeness.kit.clock import iso_ms, utcnow
+from likeness.kit.db import after_commit
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica
 from likeness.replica import repository
@@ -19,6 +20,9 @@ from likeness.replica.schemas import ApiName, CreateReplica
 from likeness.storage.base import BlobStore
 from likeness.training import failures
 from likeness.upload import service as uploads
+from likeness.video import repository as video_repository
+from likeness.video import service as videos
+from likeness.webhooks import repository as webhook_repository
 from likeness.webhooks import service as webhooks
 
 TRAIN_JOB = "replica.train"
@@ -77,15 +81,30 @@ def rename(session: Session, replica_id: str, name: str | None) -> None:
 def delete(
     session: Session, storage: BlobStore, replica_id: str, hard: bool, public_url: str
 ) -> None:
-    """Soft: hide it. Hard: also remove its files, and the uploaded training video when no
-    other replica trains from it."""
-    replica = get(session, replica_id)
-    replica.deleted_at = utcnow()
-    if hard:
-        storage.delete_tree(work_key(replica_id))
-        replica.artifacts = {}
-        if not repository.others_using(session, replica.train_video_url, replica_id):
-            uploads.delete_behind(session, storage, public_url, replica.train_video_url)
+    """Soft: hide it and stop its callbacks. Hard (soft-deleted or not): the row, its files,
+    its videos (rows, files and links), every callback about them, and the uploads it trained
+    from when no other replica uses them go, irrevocably. A training job still running notices
+    the missing row, announces nothing and tidies what it writes after this (replica/tasks.py).
+    """
+    replica = (
+        repository.get_any(session, replica_id)
+        if hard
+        else repository.get_live(session, replica_id)
+    )
+    if replica is None:
+        raise NotFound("Invalid replica_id")
+    if not hard:
+        replica.deleted_at = utcnow()
+        webhook_repository.cancel_pending(session, replica_id)
+        return
+    after_commit(session, lambda: storage.delete_tree(work_key(replica_id)))
+    for video in video_repository.of_replica(session, replica_id):
+        videos.purge(session, storage, video)
+    for url in {replica.train_video_url, replica.consent_video_url}:
+        if url and not repository.others_using(session, url, replica_id):
+            uploads.delete_behind(session, storage, public_url, url)
+    webhook_repository.forget(session, replica_id)
+    session.delete(replica)
 
 
 def work_key(replica_id: str) -> str:

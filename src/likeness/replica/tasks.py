@@ -115,25 +115,29 @@ def train(deps: Deps, replica_id: str) -> None:
     except TrainingFailure as failure:
         log.info("replica %s failed: %s", replica_id, failure)
         with transaction(deps.sessions) as session:
-            row = session.get(Replica, replica_id)
-            assert row is not None
-            events.append(service.mark_failed(session, row, failure.failure_type, failure.detail))
-            events += _release_videos(deps, session, row)[1]
+            row = _live(session, replica_id)
+            if row is not None:  # a deleted replica is announced no more
+                events.append(
+                    service.mark_failed(session, row, failure.failure_type, failure.detail)
+                )
+                events += _release_videos(deps, session, row)[1]
     except Cancelled:
         log.info("replica %s deleted during training; stopped", replica_id)
         _release(deps, replica_id)
-        return
     except Exception:
-        log.exception("replica %s: unexpected error; it will be retried", replica_id)
-        _release(deps, replica_id)
-        deps.queue.enqueue(service.TRAIN_JOB, replica_id, countdown=5)
-        return
+        if _gone(deps, replica_id):  # its files vanished under it: deleted, not broken
+            log.info("replica %s deleted during training; stopped", replica_id)
+        else:
+            log.exception("replica %s: unexpected error; it will be retried", replica_id)
+            _release(deps, replica_id)
+            deps.queue.enqueue(service.TRAIN_JOB, replica_id, countdown=5)
     else:
         with transaction(deps.sessions) as session:
-            row = session.get(Replica, replica_id)
-            assert row is not None
-            events.append(service.mark_completed(session, row, artifacts))
-            renders = _release_videos(deps, session, row)[0]
+            row = _live(session, replica_id)
+            if row is not None:
+                events.append(service.mark_completed(session, row, artifacts))
+                renders = _release_videos(deps, session, row)[0]
+    _tidy(deps, replica_id)
     for event in events:
         _send(deps, event)
     for video_id in renders:
@@ -182,6 +186,25 @@ def _check_live(deps: Deps, replica_id: str) -> None:
         row = session.get(Replica, replica_id)
         if row is None or row.deleted_at is not None:
             raise Cancelled(replica_id)
+
+
+def _live(session: Session, replica_id: str) -> Replica | None:
+    row = session.get(Replica, replica_id)
+    return row if row is not None and row.deleted_at is None else None
+
+
+def _gone(deps: Deps, replica_id: str) -> bool:
+    with deps.sessions() as session:
+        return _live(session, replica_id) is None
+
+
+def _tidy(deps: Deps, replica_id: str) -> None:
+    """A hard delete removed the row and the folder while the job ran; whatever the job wrote
+    after that (a stage re-creating its folder) goes too: no orphan folder stays behind."""
+    with deps.sessions() as session:
+        hard_deleted = session.get(Replica, replica_id) is None
+    if hard_deleted:
+        deps.storage.delete_tree(service.work_key(replica_id))
 
 
 def _release(deps: Deps, replica_id: str) -> None:

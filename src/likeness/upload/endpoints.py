@@ -1,10 +1,10 @@
-"""POST /v2/uploads (multipart ``file``) and GET /v2/uploads/{id}."""
+"""POST /v2/uploads (multipart ``file``), GET and DELETE /v2/uploads/{id}."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, UploadFile
+from fastapi import APIRouter, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from likeness.api.deps import RuntimeDep, SessionDep
@@ -46,3 +46,10 @@ def download(upload_id: str, rt: RuntimeDep, session: SessionDep) -> FileRespons
         filename=upload.filename,
         missing="Invalid upload_id",
     )
+
+
+@router.delete("/{upload_id}", summary="Delete an upload and its file")
+def delete(upload_id: str, rt: RuntimeDep) -> Response:
+    with transaction(rt.sessions) as session:
+        service.delete(session, rt.storage, upload_id)
+    return Response(status_code=200)

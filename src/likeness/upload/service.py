@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids
+from likeness.kit.db import after_commit
 from likeness.models import Upload
 from likeness.storage.base import BlobStore
 
@@ -71,12 +72,23 @@ def get(session: Session, upload_id: str) -> Upload:
     return upload
 
 
+def delete(session: Session, storage: BlobStore, upload_id: str) -> None:
+    """Remove an upload and its file for good (a replica that trained from it keeps its own
+    copy; one still downloading it fails as for any vanished URL)."""
+    _remove(session, storage, get(session, upload_id))
+
+
 def delete_behind(session: Session, storage: BlobStore, public_url: str, url: str) -> None:
     """Remove the upload behind one of our own URLs (nothing for any other URL)."""
     upload = _from_url(session, public_url, url)
     if upload is not None:
-        storage.delete_tree(f"uploads/{upload.id}")
-        session.delete(upload)
+        _remove(session, storage, upload)
+
+
+def _remove(session: Session, storage: BlobStore, upload: Upload) -> None:
+    key = f"uploads/{upload.id}"
+    after_commit(session, lambda: storage.delete_tree(key))
+    session.delete(upload)
 
 
 def local_path(session: Session, storage: BlobStore, public_url: str, url: str) -> Path | None:

@@ -16,6 +16,16 @@ def get_live(session: Session, video_id: str) -> Video | None:
     return row if row is not None and row.deleted_at is None else None
 
 
+def get_any(session: Session, video_id: str) -> Video | None:
+    """Live or soft-deleted: a hard delete must find both."""
+    return session.get(Video, video_id)
+
+
+def of_replica(session: Session, replica_id: str) -> list[Video]:
+    """Every video of a replica, soft-deleted ones included."""
+    return list(session.scalars(select(Video).where(Video.replica_id == replica_id)))
+
+
 def page(session: Session, limit: int, page_number: int) -> tuple[list[Video], int]:
     query = select(Video).where(Video.deleted_at.is_(None))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0

@@ -9,13 +9,15 @@ from sqlalchemy.orm import Session
 
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids, signed
-from likeness.kit.clock import callback_time, rfc1123
+from likeness.kit.clock import callback_time, rfc1123, utcnow
+from likeness.kit.db import after_commit
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica, Video
 from likeness.replica import repository as replicas
 from likeness.storage.base import BlobStore
 from likeness.video import repository
 from likeness.video.schemas import CreateVideo
+from likeness.webhooks import repository as webhook_repository
 from likeness.webhooks import service as webhooks
 
 RENDER_JOB = "video.render"
@@ -93,10 +95,27 @@ def rename(session: Session, video_id: str, name: str | None) -> None:
 
 
 def delete(session: Session, storage: BlobStore, video_id: str, hard: bool) -> None:
-    video = get(session, video_id)
-    video.deleted_at = video.updated_at
+    """Soft: hide it; its links die and its callbacks stop. Hard (soft-deleted or not): the
+    row, its files and its callbacks go, irrevocably."""
+    video = (
+        repository.get_any(session, video_id) if hard else repository.get_live(session, video_id)
+    )
+    if video is None:
+        raise NotFound("Invalid video_id")
     if hard:
-        storage.delete_tree(work_key(video_id))
+        purge(session, storage, video)
+    else:
+        video.deleted_at = utcnow()
+        webhook_repository.cancel_pending(session, video_id)
+
+
+def purge(session: Session, storage: BlobStore, video: Video) -> None:
+    """Remove a video for good. A render still running notices the missing row and tidies
+    whatever it writes after this (video/tasks.py)."""
+    key = work_key(video.id)
+    after_commit(session, lambda: storage.delete_tree(key))
+    webhook_repository.forget(session, video.id)
+    session.delete(video)
 
 
 def work_key(video_id: str) -> str:

@@ -104,25 +104,29 @@ def render(deps: Deps, video_id: str) -> None:
             _encode(deps, video_id, model, (samples, rate, phones), work, looks)
     except RenderFailure as exc:
         with transaction(deps.sessions) as session:
-            row = session.get(Video, video_id)
-            assert row is not None
-            event = service.mark_failed(
-                session, row, service.FAILED, str(exc), settings.public_url, settings.api_key
-            )
+            row = repository.get_live(session, video_id)
+            if row is not None:  # a deleted video is announced no more
+                event = service.mark_failed(
+                    session, row, service.FAILED, str(exc), settings.public_url, settings.api_key
+                )
     except Exception:
-        log.exception("video %s: unexpected error; it will be retried", video_id)
         with transaction(deps.sessions) as session:
-            row = session.get(Video, video_id)
+            row = repository.get_live(session, video_id)
             if row is not None:
+                log.exception("video %s: unexpected error; it will be retried", video_id)
                 row.lease_expires_at = None
-        deps.queue.enqueue(service.RENDER_JOB, video_id, countdown=5)
-        return
+        if row is not None:
+            deps.queue.enqueue(service.RENDER_JOB, video_id, countdown=5)
     else:
         with transaction(deps.sessions) as session:
-            row = session.get(Video, video_id)
-            assert row is not None
-            row.duration_s = len(samples) / rate
-            event = service.mark_ready(session, row, settings.public_url, settings.api_key)
+            row = repository.get_live(session, video_id)
+            if row is not None:
+                row.duration_s = len(samples) / rate
+                event = service.mark_ready(session, row, settings.public_url, settings.api_key)
+    with deps.sessions() as session:
+        hard_deleted = session.get(Video, video_id) is None
+    if hard_deleted:  # deleted while it rendered: what it wrote after the delete goes too
+        deps.storage.delete_tree(service.work_key(video_id))
     _send(deps, event)
 
 

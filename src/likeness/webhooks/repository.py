@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from likeness.models import WebhookAttempt, WebhookEvent
@@ -18,3 +18,19 @@ def attempts_for(session: Session, subject_id: str) -> list[WebhookAttempt]:
         .order_by(WebhookAttempt.id)
     )
     return list(session.scalars(query))
+
+
+def cancel_pending(session: Session, subject_id: str) -> None:
+    """A deleted replica or video is announced no more: its undelivered callbacks stop."""
+    session.execute(
+        update(WebhookEvent)
+        .where(WebhookEvent.subject_id == subject_id, WebhookEvent.status == "pending")
+        .values(status="cancelled")
+    )
+
+
+def forget(session: Session, subject_id: str) -> None:
+    """A hard delete: every callback about the subject, and its delivery log, goes."""
+    events = select(WebhookEvent.id).where(WebhookEvent.subject_id == subject_id)
+    session.execute(delete(WebhookAttempt).where(WebhookAttempt.event_id.in_(events)))
+    session.execute(delete(WebhookEvent).where(WebhookEvent.subject_id == subject_id))
