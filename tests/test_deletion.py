@@ -20,6 +20,7 @@ from likeness.video import tasks as video_tasks
 from likeness.webhooks import service as webhooks
 
 from .conftest import FIXTURES, Receiver
+from .test_data_dir import readable_by_others
 
 
 def _deps(runtime: Runtime) -> replica_tasks.Deps:
@@ -100,6 +101,7 @@ def test_hard_delete_after_a_real_training_and_render_leaves_nothing_of_the_ids(
     assert len(receiver.received()) == 2  # the replica's and the video's
     ids = (replica_id, video_id, upload["upload_id"])
     assert _mentions(data, *ids) and _rows(runtime, *ids)  # the walk does see them
+    assert readable_by_others(data) == []
 
     assert client.delete(f"/v2/replicas/{replica_id}").status_code == 200  # soft first
     assert client.delete(f"/v2/replicas/{replica_id}", params={"hard": "true"}).status_code == 200

@@ -32,9 +32,9 @@ class Runtime:
 
 
 def build_runtime(settings: Settings, migrate: bool = True) -> Runtime:
-    settings = settings.ensure_secrets()
     data = settings.resolved_data_dir
-    data.mkdir(parents=True, exist_ok=True)
+    owner_only(data)
+    settings = settings.ensure_secrets()
     if migrate:
         upgrade(settings.resolved_database_url)
     db = make_engine(settings.resolved_database_url)
@@ -45,6 +45,16 @@ def build_runtime(settings: Settings, migrate: bool = True) -> Runtime:
         storage=LocalBlobStore(data / "files"),
         queue=JobQueue(make_celery(settings.resolved_broker_url)),
     )
+
+
+def owner_only(data: Path) -> None:
+    """The data directory holds people's faces and voices: only its owner may read it. The
+    folder is made (or tightened to) 0700, and this process creates every file from here on
+    owner-only (umask 077: the database and its journal, media, temp files), so a copy moved
+    out of the folder stays private too."""
+    os.umask(0o077)
+    data.mkdir(parents=True, exist_ok=True)
+    data.chmod(0o700)
 
 
 def keep_temp_files_under(folder: Path) -> None:
