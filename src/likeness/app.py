@@ -14,6 +14,7 @@ from likeness import __version__
 from likeness.auth.deps import require_api_key
 from likeness.config import Settings
 from likeness.errors import ApiError
+from likeness.kit.body_guard import BodyGuard
 from likeness.replica.endpoints import build_media_router, build_router
 from likeness.runtime import Runtime, build_runtime
 from likeness.upload.endpoints import router as uploads_router
@@ -44,6 +45,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(videos.media)
     docs.install(app)
     _install_error_handlers(app)
+    # Uploads stream to disk under their own limit (max_download_bytes).
+    app.add_middleware(
+        BodyGuard, max_bytes=runtime.settings.max_body_bytes, exempt=(uploads_router.prefix,)
+    )
     app.add_middleware(_StripTrailingSlash)
     return app
 
@@ -54,8 +59,10 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(exc.body(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
-        message = "; ".join(_describe(e) for e in exc.errors()) or "Invalid request"
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type")
+        described = (_describe(e, content_type, exc.body) for e in exc.errors())
+        message = "; ".join(dict.fromkeys(described)) or "Invalid request"
         return JSONResponse({"error": message, "message": message}, status_code=400)
 
     @app.exception_handler(StarletteHTTPException)
@@ -64,8 +71,27 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": message, "message": message}, status_code=exc.status_code)
 
 
-def _describe(error: dict[str, Any]) -> str:
-    where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+def _describe(error: dict[str, Any], content_type: str | None, body: Any) -> str:
+    """One validation error in words: the field and what was expected, or what is wrong
+    with the body as a whole."""
+    loc = tuple(error.get("loc", ()))
+    kind = error.get("type")
+    if kind == "json_invalid":  # loc: ("body", character offset); body: the text parsed
+        reason = (error.get("ctx") or {}).get("error", "it cannot be parsed")
+        at = ""
+        if len(loc) > 1 and isinstance(loc[1], int) and isinstance(body, str):
+            pos = loc[1]
+            line, column = body.count("\n", 0, pos) + 1, pos - body.rfind("\n", 0, pos)
+            at = f" at line {line}, column {column}"
+        return f"The request body is not valid JSON: {reason}{at}"
+    if loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
+        if not content_type or "json" not in content_type:
+            return (
+                "The request body must be a JSON object sent with the header "
+                f"Content-Type: application/json (this request's was {content_type or 'missing'})"
+            )
+        return "The request body must be a JSON object ({...})"
+    where = ".".join(str(p) for p in loc if p != "body")
     return f"{where}: {error.get('msg', 'invalid')}" if where else str(error.get("msg"))
 
 

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     allow_private_urls: bool = False
     webhook_secret: str | None = None
+    # Largest JSON request body (uploads, streamed to disk, keep max_download_bytes). The
+    # longest script allowed (video/schemas.py) is about 12 kB.
+    max_body_bytes: int = 256 * 1024
 
     # Which engine renders each public model name (engines/registry.py lists them).
     engine_phoenix_4: str = "mouthbank"
@@ -39,6 +42,9 @@ class Settings(BaseSettings):
     download_timeout_s: float = 30.0
     download_attempts: int = 3
     min_duration_s: float = 30.0
+    # Longer videos are refused from their container's duration, before any decoding: Tavus
+    # asks for about 1 minute, and every later stage's time grows with the length.
+    max_duration_s: float = 600.0
     min_fps: float = 20.0
     min_face_share: float = 0.5
 

@@ -19,6 +19,10 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+# The last page a list may ask for: with at most 1,000 rows a page the offset stays far inside
+# a 64-bit integer (SQLite raises OverflowError past it, PostgreSQL "bigint out of range").
+MAX_PAGE = 1_000_000
+
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)

@@ -12,10 +12,18 @@ from scipy.signal import resample_poly
 from likeness.media.probe import Undecodable
 
 
-def read_audio(path: Path, sample_rate_hz: int | None = None) -> tuple[np.ndarray, int]:
+def read_audio(
+    path: Path,
+    sample_rate_hz: int | None = None,
+    up_to_s: float | None = None,
+    max_rate_hz: int | None = None,
+) -> tuple[np.ndarray, int]:
     """Decode the first audio stream. Returns (samples: (N,) float32 mono, sample_rate_hz).
 
-    With ``sample_rate_hz`` the audio is resampled to it; otherwise it keeps its own rate.
+    With ``sample_rate_hz`` the audio is resampled to it; otherwise it keeps its own rate, or
+    ``max_rate_hz`` when its own is higher. With ``up_to_s`` decoding stops once that many
+    seconds are read (at most one frame more is returned), so memory and time stay bounded
+    whatever the file holds.
     """
     try:
         with av.open(str(path)) as container:
@@ -23,17 +31,44 @@ def read_audio(path: Path, sample_rate_hz: int | None = None) -> tuple[np.ndarra
                 raise Undecodable("no audio stream")
             stream = container.streams.audio[0]
             rate = int(sample_rate_hz or stream.codec_context.sample_rate or 16000)
+            rate = min(rate, max_rate_hz or rate)
+            limit = int(up_to_s * rate) if up_to_s is not None else None
             resampler = av.AudioResampler(format="flt", layout="mono", rate=rate)
             chunks: list[np.ndarray] = []
+            count = 0
             for frame in container.decode(stream):
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
-            for out in resampler.resample(None):
-                chunks.append(out.to_ndarray().reshape(-1))
+                    count += len(chunks[-1])
+                if limit is not None and count >= limit:
+                    break
+            else:
+                for out in resampler.resample(None):
+                    chunks.append(out.to_ndarray().reshape(-1))
     except av.FFmpegError as exc:
         raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
-    samples = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
+    samples = (
+        np.concatenate(chunks).astype(np.float32, copy=False) if chunks else np.zeros(0, np.float32)
+    )
     return samples, rate
+
+
+def stated_duration_s(path: Path) -> float | None:
+    """The first audio stream's duration as the container states it, read without decoding
+    (None when it states none). A header can be wrong: use it to refuse early, and bound the
+    decoding itself with read_audio's ``up_to_s``."""
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            if container.duration is not None:
+                return float(container.duration / av.time_base)
+    except av.FFmpegError as exc:
+        raise Undecodable(f"{type(exc).__name__}: {exc}") from exc
+    return None
 
 
 def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:

@@ -14,7 +14,7 @@ from likeness.api.deps import RuntimeDep, SessionDep, api_key
 from likeness.api.files import file_response
 from likeness.errors import NotFound, Unauthorized
 from likeness.kit import signed
-from likeness.kit.db import transaction
+from likeness.kit.db import MAX_PAGE, transaction
 from likeness.replica import repository, service
 from likeness.replica.schemas import ApiName, CreatedReplica, CreateReplica, Rename, ReplicaList
 from likeness.runtime import Runtime
@@ -48,7 +48,7 @@ def build_router(api_name: ApiName) -> APIRouter:
         rt: RuntimeDep,
         session: SessionDep,
         limit: int = Query(10, ge=1, le=1000),
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=MAX_PAGE),
         verbose: bool = False,
         replica_type: str | None = Query(None, description="user | system"),
         face_type: str | None = Query(None, description="user | system (on /v2/faces)"),

@@ -6,6 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from likeness.kit.fields import Name, Url, Word
+
 ApiName = Literal["replica", "face"]
 
 
@@ -15,16 +17,18 @@ class CreateReplica(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    train_video_url: str | None = Field(None, description="Direct link to the training video.")
-    train_image_url: str | None = Field(None, description="Not supported yet (400).")
-    consent_video_url: str | None = None
-    callback_url: str | None = Field(None, description="Gets the training webhook.")
-    replica_name: str | None = None
-    face_name: str | None = None
-    model_name: str = Field("phoenix-4", description="phoenix-4 (default), phoenix-3, phoenix-4.5")
+    train_video_url: Url = Field(None, description="Direct link to the training video.")
+    train_image_url: Url = Field(None, description="Not supported yet (400).")
+    consent_video_url: Url = None
+    callback_url: Url = Field(None, description="Gets the training webhook.")
+    replica_name: Name = None
+    face_name: Name = None
+    model_name: str = Field(
+        "phoenix-4", max_length=64, description="phoenix-4 (default), phoenix-3, phoenix-4.5"
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
-    replica_type: str | None = None
-    face_type: str | None = None
+    replica_type: Word = None
+    face_type: Word = None
 
 
 class CreatedReplica(BaseModel):
@@ -36,8 +40,8 @@ class CreatedReplica(BaseModel):
 class Rename(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    replica_name: str | None = None
-    face_name: str | None = None
+    replica_name: Name = None
+    face_name: Name = None
 
 
 class ReplicaOut(BaseModel):

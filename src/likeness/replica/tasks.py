@@ -48,6 +48,7 @@ def limits_from(settings: Settings) -> pipeline.Limits:
         download_attempts=settings.download_attempts,
         allow_private_urls=settings.allow_private_urls,
         min_duration_s=settings.min_duration_s,
+        max_duration_s=settings.max_duration_s,
         min_fps=settings.min_fps,
         min_face_share=settings.min_face_share,
         checks=thresholds_from(settings),

@@ -31,6 +31,7 @@ class Limits:
     download_attempts: int = 3
     allow_private_urls: bool = False
     min_duration_s: float = 30.0
+    max_duration_s: float = 600.0
     min_fps: float = 20.0
     min_face_share: float = 0.5
     checks: Thresholds = field(default_factory=Thresholds)

@@ -19,7 +19,7 @@ from likeness.api.files import file_response
 from likeness.errors import NotFound, Unauthorized
 from likeness.kit import signed
 from likeness.kit.clock import rfc1123
-from likeness.kit.db import transaction
+from likeness.kit.db import MAX_PAGE, transaction
 from likeness.runtime import Runtime
 from likeness.video import repository, service
 from likeness.video.schemas import CreatedVideo, CreateVideo, RenameVideo
@@ -56,7 +56,7 @@ def list_(
     rt: RuntimeDep,
     session: SessionDep,
     limit: int = Query(10, ge=1, le=1000),
-    page: int = Query(1, ge=1),
+    page: int = Query(1, ge=1, le=MAX_PAGE),
     verbose: bool = False,
 ) -> dict[str, Any]:
     rows, total = repository.page(session, limit, page)

@@ -6,22 +6,25 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from likeness.kit.fields import Name, Url, Word
+
 
 class CreateVideo(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    replica_id: str | None = Field(None, description="A completed (or training) replica.")
-    face_id: str | None = Field(None, description="Alias of replica_id.")
-    script: str | None = Field(None, description="Text the replica says (offline Piper voice).")
-    audio_url: str | None = Field(
-        None, description=".wav/.mp3 (any audio ffmpeg reads), 3 s to 10 min."
+    replica_id: Word = Field(None, description="A completed (or training) replica.")
+    face_id: Word = Field(None, description="Alias of replica_id.")
+    script: str | None = Field(
+        None,
+        description="Text the replica says (offline Piper voice), up to 10 min of speech.",
     )
-    video_name: str | None = None
-    callback_url: str | None = None
-    background_source_url: str | None = Field(
+    audio_url: Url = Field(None, description=".wav/.mp3 (any audio ffmpeg reads), 3 s to 10 min.")
+    video_name: Name = None
+    callback_url: Url = None
+    background_source_url: Url = Field(
         None, description="A video to put behind the person (looped), by segmentation."
     )
-    background_url: str | None = Field(None, description="A website: not supported (400).")
+    background_url: Url = Field(None, description="A website: not supported (400).")
     transparent_background: bool = Field(
         False, description="A WebM (VP9 with alpha, Opus audio) with the background removed."
     )
@@ -40,4 +43,4 @@ class CreatedVideo(BaseModel):
 class RenameVideo(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    video_name: str | None = None
+    video_name: Name = None

@@ -23,6 +23,15 @@ from likeness.webhooks import service as webhooks
 RENDER_JOB = "video.render"
 MIN_AUDIO_S = 3.0
 MAX_AUDIO_S = 600.0
+# A script is refused at create when even a fast voice would speak it for over MAX_AUDIO_S.
+# Piper's en_US joe voice (the one scripts are spoken with) said English prose at 17.2-18.0
+# characters a second (whitespace runs counted once; 2.7-3.3 words/s) on LibriVox's Austen
+# lines and 2,700-2,900 characters each of the GPL-3 and Apache-2.0 texts, and slower where
+# it spells digits and symbols out (7.9 chars/s on dates, prices and phone numbers). 20 chars/s
+# (the fastest, plus 10 %) refuses only what is surely too long; the render still measures
+# the speech it makes (video/tasks.py) and stops synthesising past the limit.
+SPEECH_CHARS_PER_S = 20.0
+MAX_SCRIPT_CHARS = int(MAX_AUDIO_S * SPEECH_CHARS_PER_S)
 
 READY = "Your request has processed successfully!"
 QUEUED = "This request is currently queued. It should begin processing in a few minutes."
@@ -47,6 +56,8 @@ def create(session: Session, body: CreateVideo) -> Video:
     script = (body.script or "").strip()
     if bool(script) == bool(body.audio_url):
         raise BadRequest("Send exactly one of script or audio_url")
+    if script:
+        check_script(script)
     if body.audio_url and not is_well_formed(body.audio_url):
         raise BadRequest("Invalid audio_url")
     if body.callback_url and not is_well_formed(body.callback_url):
@@ -79,6 +90,18 @@ def create(session: Session, body: CreateVideo) -> Video:
     if not video.name:
         video.name = f"replica_id: {replica_id} - {video.created_at:%B %d, %Y} - video: {video_id}"
     return video
+
+
+def check_script(script: str) -> None:
+    """Refuse a script the voice cannot say ("...") or could not say in MAX_AUDIO_S."""
+    if not any(ch.isalnum() for ch in script):
+        raise BadRequest("script has nothing to say: it needs at least one word or number")
+    chars = len(" ".join(script.split()))
+    if chars > MAX_SCRIPT_CHARS:
+        raise BadRequest(
+            f"script is too long: {chars} characters; at most {MAX_SCRIPT_CHARS} fit in "
+            f"{MAX_AUDIO_S / 60:.0f} minutes of speech"
+        )
 
 
 def get(session: Session, video_id: str) -> Video:

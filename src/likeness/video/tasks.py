@@ -19,7 +19,7 @@ from likeness.face.segmentation import PersonMatte
 from likeness.jobs.heartbeat import Heartbeat
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
-from likeness.media.audio import read_audio
+from likeness.media.audio import read_audio, stated_duration_s
 from likeness.media.download import DownloadError, download
 from likeness.media.hls import write_hls, write_still
 from likeness.media.probe import Undecodable
@@ -27,6 +27,8 @@ from likeness.media.video import aac_ready, iter_frames, loop_frames, write_mp4,
 from likeness.models import Replica, Video
 from likeness.providers.asr_sphinx import Phone
 from likeness.providers.script import speak
+from likeness.providers.tts_piper import TooLong as SpeechTooLong
+from likeness.providers.tts_piper import Unspeakable
 from likeness.replica import service as replicas
 from likeness.replica.tasks import Deps
 from likeness.video import repository, service
@@ -146,28 +148,46 @@ def _audio(
     deps: Deps, script: str | None, audio_url: str | None, work: Path
 ) -> tuple[np.ndarray, int, list[Phone] | None]:
     """The speech, its rate, and its phones when the script gives them (else None: frames_for
-    recognises them while it renders)."""
+    recognises them while it renders). Neither the voice nor the decoder ever makes more than
+    MAX_AUDIO_S of audio (and a second): the limits are checked before the work, not after."""
     phones = None
     if script:
-        samples, rate, phones = speak(script)
+        try:
+            samples, rate, phones = speak(script, max_duration_s=service.MAX_AUDIO_S)
+        except Unspeakable as exc:
+            raise RenderFailure(f"the script has nothing the voice can say: {exc}") from exc
+        except SpeechTooLong as exc:
+            raise RenderFailure(_length_problem(f"more than {service.MAX_AUDIO_S:.0f}")) from exc
     else:
         assert audio_url
         source = work / "audio.input"
         try:
             _fetch(deps, audio_url, source, "audio_url")
-            samples, rate = read_audio(source)
+            stated = stated_duration_s(source)
+            if stated is not None and not _allowed(stated, script):
+                raise RenderFailure(_length_problem(f"{stated:.1f}"))
+            samples, rate = read_audio(source, up_to_s=service.MAX_AUDIO_S + 1.0, max_rate_hz=48000)
         except Undecodable as exc:
             raise RenderFailure(f"audio_url is not readable audio: {exc}") from exc
         finally:
             source.unlink(missing_ok=True)
     seconds = len(samples) / rate
-    shortest = 0.0 if script else service.MIN_AUDIO_S  # the 3 s floor is audio_url's (Tavus)
-    if not shortest <= seconds <= service.MAX_AUDIO_S:
-        raise RenderFailure(
-            f"the audio lasts {seconds:.1f} s; it must last between "
-            f"{service.MIN_AUDIO_S:.0f} s and {service.MAX_AUDIO_S / 60:.0f} min"
-        )
+    if not _allowed(seconds, script):
+        shown = f"more than {service.MAX_AUDIO_S:.0f}" if seconds > service.MAX_AUDIO_S else ""
+        raise RenderFailure(_length_problem(shown or f"{seconds:.1f}"))
     return samples, rate, phones
+
+
+def _allowed(seconds: float, script: str | None) -> bool:
+    shortest = 0.0 if script else service.MIN_AUDIO_S  # the 3 s floor is audio_url's (Tavus)
+    return shortest <= seconds <= service.MAX_AUDIO_S
+
+
+def _length_problem(seconds: str) -> str:
+    return (
+        f"the audio lasts {seconds} s; it must last between "
+        f"{service.MIN_AUDIO_S:.0f} s and {service.MAX_AUDIO_S / 60:.0f} min"
+    )
 
 
 @dataclass(frozen=True)

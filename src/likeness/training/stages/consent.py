@@ -39,7 +39,7 @@ def run(
             consent_video_url, work_dir, limits, resolve_upload, name=CONSENT_SOURCE
         )
     try:
-        audio, _ = read_audio(source, SAMPLE_RATE_HZ)
+        audio, _ = read_audio(source, SAMPLE_RATE_HZ, up_to_s=WINDOW_S)  # not the whole video
     except Undecodable as exc:
         raise TrainingFailure(
             "consent_phrase_mismatch", f"consent audio unreadable: {exc}"

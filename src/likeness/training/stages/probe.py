@@ -33,6 +33,11 @@ def run(work_dir: Path, limits: Limits) -> MediaInfo:
         raise TrainingFailure(
             "video_duration", f"{info.duration_s:.1f} s < {limits.min_duration_s:.0f} s"
         )
+    if info.duration_s > limits.max_duration_s:  # the container's word: nothing decoded yet
+        raise TrainingFailure(
+            "video_duration",
+            f"{info.duration_s:.1f} s > {limits.max_duration_s:.0f} s (too long)",
+        )
     if info.fps < limits.min_fps:
         raise TrainingFailure("video_fps", f"{info.fps:.2f} fps < {limits.min_fps:.0f} fps")
     (work_dir / PROBE).write_text(json.dumps(asdict(info)))
