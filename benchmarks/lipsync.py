@@ -41,13 +41,14 @@ from _clips import FIXTURES, OUT
 
 from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
 from likeness.engines.mouthbank.features import relative_features
-from likeness.engines.render import frames_for
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio, resample
 from likeness.media.video import iter_frames
 from likeness.providers.asr_sphinx import Phone, align, script_phones
 from likeness.providers.tts_piper import synthesize_sentences
+from likeness.rendering.frames import AudioFrame
+from likeness.rendering.source import frames_for
 from likeness.training.quality import av_offset
 
 SR = 16000
@@ -109,9 +110,9 @@ def render(
     model: MouthbankModel, samples: np.ndarray, script: list[Phone], system: str
 ) -> list[np.ndarray]:
     if system == "offline, phones recognised":
-        return list(frames_for(model, samples, SR))
+        return [f.image for f in frames_for(model, AudioFrame(samples, SR))]
     if system == "offline, script aligned":
-        return list(frames_for(model, samples, SR, script))
+        return [f.image for f in frames_for(model, AudioFrame(samples, SR), script)]
     session = model.session()
     n = int(np.ceil(len(samples) / SR * model.fps))
     if system == "frozen mouth":

@@ -20,7 +20,9 @@ from _clips import OUT, clips, speech
 
 def render_one(bundle: Path) -> dict[str, float]:
     from likeness.engines.mouthbank import MouthbankEngine
-    from likeness.engines.render import frames_for, render_to_mp4
+    from likeness.rendering.frames import AudioFrame
+    from likeness.rendering.offline import render_mp4
+    from likeness.rendering.source import frames_for
 
     t0 = time.perf_counter()
     model = MouthbankEngine().load(bundle)
@@ -29,11 +31,11 @@ def render_one(bundle: Path) -> dict[str, float]:
     duration = len(audio) / rate
 
     t0 = time.perf_counter()
-    n = sum(1 for _ in frames_for(model, audio, rate))
+    n = sum(1 for _ in frames_for(model, AudioFrame(audio, rate)))
     engine_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    render_to_mp4(model, audio, rate, OUT / f"{bundle.parent.name}_render.mp4")
+    render_mp4(model, AudioFrame(audio, rate), OUT / f"{bundle.parent.name}_render.mp4")
     total_s = time.perf_counter() - t0
 
     session = model.session()

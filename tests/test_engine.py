@@ -11,13 +11,15 @@ import numpy as np
 import pytest
 
 from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel, visemes
-from likeness.engines.render import frames_for, render_to_mp4
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio
 from likeness.providers import asr_sphinx
 from likeness.providers.asr_sphinx import Phone
 from likeness.providers.script import speak
+from likeness.rendering.frames import AudioFrame
+from likeness.rendering.offline import render_mp4
+from likeness.rendering.source import frames_for
 from likeness.training import pipeline
 
 from .conftest import FIXTURES, local_job
@@ -118,7 +120,7 @@ def test_render_writes_h264_aac_of_the_audio_length(
     model: MouthbankModel, speech: np.ndarray, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.mp4"
-    frames = render_to_mp4(model, speech, SR, out)
+    frames = render_mp4(model, AudioFrame(speech, SR), out)
     with av.open(str(out)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
@@ -138,7 +140,7 @@ def test_offline_render_closes_the_lips_on_every_bilabial(
     text = "he was not an ill disposed young man"
     phones = asr_sphinx.align(speech, text)
     assert [p.name for p in phones if p.name in visemes.BILABIALS] == ["P", "M"]
-    images = list(frames_for(model, speech, SR, phones))
+    images = [f.image for f in frames_for(model, AudioFrame(speech, SR), phones)]
     opening = _openings(images)
     fps = model.fps
     for phone in phones:
@@ -184,10 +186,11 @@ def test_phones_recognised_while_rendering_give_the_same_frames(model: Mouthbank
     phones = asr_sphinx.recognise(samples)
     streamed = [p for batch, _until in asr_sphinx.recognise_apart(samples) for p in batch]
     assert streamed == phones and len(phones) > 50
-    after = list(frames_for(model, samples, SR, phones))
-    meanwhile = list(frames_for(model, samples, SR))
+    after = list(frames_for(model, AudioFrame(samples, SR), phones))
+    meanwhile = list(frames_for(model, AudioFrame(samples, SR)))
     assert len(meanwhile) == len(after) == int(np.ceil(len(samples) / SR * model.fps))
-    assert all(np.array_equal(a, b) for a, b in zip(after, meanwhile, strict=True))
+    assert [f.pts for f in meanwhile] == [f.pts for f in after] == list(range(len(after)))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(after, meanwhile, strict=True))
 
 
 def test_a_render_stopped_early_ends_its_recognition() -> None:

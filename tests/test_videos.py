@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from likeness.kit.db import transaction
+from likeness.media.audio import read_audio, to_int16
 from likeness.models import Video, WebhookEvent
 from likeness.replica import service as replicas
 from likeness.replica import tasks as replica_tasks
@@ -257,3 +258,26 @@ def test_background_source_replaces_the_background(
     a, b = first_frame(plain), first_frame(swapped)
     assert np.abs(a[:40, :40] - b[:40, :40]).mean() > 40  # the wall is gone
     assert np.abs(a[120:200, 170:230] - b[120:200, 170:230]).mean() < 12  # he is not
+
+
+def test_an_8khz_audio_url_comes_out_at_a_rate_every_player_handles(
+    client: TestClient, runtime: Runtime, media_server: tuple[str, Path]
+) -> None:
+    files, root = media_server
+    samples, rate = read_audio(FIXTURES / "librivox_0870.wav", 8000)
+    with av.open(str(root / "narrow_8k.wav"), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(to_int16(samples).reshape(1, -1), "s16", "mono")
+        frame.sample_rate = rate
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    replica_id = _replica(client, runtime)
+    video_id = client.post(
+        "/v2/videos", json={"replica_id": replica_id, "audio_url": f"{files}/narrow_8k.wav"}
+    ).json()["video_id"]
+    video_tasks.render(_deps(runtime), video_id)
+    assert client.get(f"/v2/videos/{video_id}").json()["status"] == "ready"
+    with av.open(str(runtime.storage.path(f"videos/{video_id}/video.mp4"))) as container:
+        audio = container.streams.audio[0]
+        assert audio.codec_context.name == "aac" and audio.rate == 48000

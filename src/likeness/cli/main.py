@@ -84,10 +84,11 @@ def render(
 ) -> None:
     """Make a replica say an audio file or a text, as an H.264 + AAC MP4."""
     from likeness.engines.registry import get_engine
-    from likeness.engines.render import render_to_mp4
     from likeness.media.audio import read_audio
     from likeness.media.probe import Undecodable
     from likeness.providers.script import speak
+    from likeness.rendering.frames import AudioFrame
+    from likeness.rendering.offline import render_mp4
     from likeness.replica import repository, service
     from likeness.runtime import build_runtime
 
@@ -116,7 +117,7 @@ def render(
     if samples.size == 0:
         _fail("the audio is empty")
     model = get_engine(engine_name).load(bundle)
-    frames = render_to_mp4(model, samples, rate, output, phones)
+    frames = render_mp4(model, AudioFrame(samples, rate), output, phones)
     seconds = len(samples) / rate
     took = time.perf_counter() - started
     typer.echo(

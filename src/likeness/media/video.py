@@ -19,11 +19,15 @@ SEEK_AFTER_FRAMES = 100  # nearer the start, decoding from the first frame costs
 ENCODE_QUEUE_FRAMES = 4  # frames made but not yet encoded (720p RGB: 2 MB each)
 FULL_RANGE = 2  # AVCOL_RANGE_JPEG: 0-255 luma, as MJPEG and some phones write
 AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
+# What renders write: the AAC rates from 16 kHz up. AAC carries 8-12 kHz too, but some players
+# (hardware decoders, older browsers) refuse such low rates.
+PLAYER_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
 
 
 def aac_ready(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
-    """The audio at a rate AAC carries: unchanged if it already is, else resampled to 48 kHz."""
-    if sample_rate_hz in AAC_RATES:
+    """The audio at a rate every player handles: unchanged if it already is, else resampled
+    to 48 kHz."""
+    if sample_rate_hz in PLAYER_RATES:
         return samples, sample_rate_hz
     return resample(samples, sample_rate_hz, 48000), 48000
 
@@ -157,6 +161,20 @@ def write_mp4(
     The defaults are for renders, where the encoder is most of the work: on a rendered 10 s
     720p clip, ultrafast at crf 20 costs 2.2 CPU-seconds for 45.9 dB PSNR (2.4 MB), superfast
     at crf 22 3.2 CPU-seconds for 46.3 dB (1.5 MB), both far past what an eye sees."""
+    return write_mp4_at(path, enumerate(frames), fps, audio, sample_rate_hz, crf, preset)
+
+
+def write_mp4_at(
+    path: Path,
+    frames: Iterable[tuple[int, np.ndarray]],
+    fps: float,
+    audio: np.ndarray | None = None,
+    sample_rate_hz: int = 16000,
+    crf: int = 20,
+    preset: str = "ultrafast",
+) -> int:
+    """``write_mp4`` for (pts, image) pairs, pts counting frames of 1 / fps from the start:
+    each frame is shown at its own time (a gap holds the frame before)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), mode="w", format="mp4") as container:
@@ -179,29 +197,29 @@ def write_mp4(
 def _write_frames(
     container: av.container.OutputContainer,
     stream: av.VideoStream,
-    frames: Iterable[np.ndarray],
+    frames: Iterable[tuple[int, np.ndarray]],
     rate: Fraction,
     pixel_format: str,
 ) -> int:
-    """Encode and mux frames with explicit pts; the stream takes the first frame's size.
+    """Encode and mux (pts in 1 / rate, image) pairs; the stream takes the first frame's size.
 
     The encoder works in a thread of its own, so whatever makes the frames (a renderer, a
     matte) runs in this thread at the same time (OpenCV and x264 let go of the GIL)."""
 
-    def encode(images: Iterator[np.ndarray]) -> None:
-        for count, image in enumerate(images):
+    def encode(timed: Iterator[tuple[int, np.ndarray]]) -> None:
+        for pts, image in timed:
             frame = _video_frame(image, pixel_format)
-            frame.pts = count
+            frame.pts = pts
             frame.time_base = 1 / rate
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
 
     count = 0
     with in_thread(encode, "encode", ENCODE_QUEUE_FRAMES) as to_encoder:
-        for image in frames:
+        for pts, image in frames:
             if count == 0:
                 stream.width, stream.height = image.shape[1], image.shape[0]
-            to_encoder(image)
+            to_encoder((pts, image))
             count += 1
     return count
 
@@ -258,12 +276,13 @@ def loop_frames(path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
 
 def write_webm_alpha(
     path: Path,
-    frames: Iterable[np.ndarray],
+    frames: Iterable[tuple[int, np.ndarray]],
     fps: float,
     audio: np.ndarray,
     sample_rate_hz: int,
 ) -> int:
-    """Encode (H, W, 4) uint8 RGBA frames as VP9 with alpha (yuva420p) plus Opus audio."""
+    """Encode (pts, (H, W, 4) uint8 RGBA image) pairs, pts counting frames of 1 / fps, as VP9
+    with alpha (yuva420p) plus Opus audio."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rate = Fraction(fps).limit_denominator(1001)
     pcm = resample(audio, sample_rate_hz, 48000)

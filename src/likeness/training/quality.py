@@ -18,11 +18,12 @@ import numpy as np
 
 from likeness.engines.base import ReplicaModel, TrainingInput
 from likeness.engines.mouthbank.features import SAMPLE_RATE_HZ, relative_features
-from likeness.engines.render import frames_for
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
 from likeness.media.video import frames_numbered
+from likeness.rendering.frames import AudioFrame
+from likeness.rendering.source import frames_for
 
 HOLD_OUT = 0.2
 MAX_HELD_OUT_S = 12.0  # the report costs ~1 s per held-out second on 2 cores at 720p
@@ -71,11 +72,11 @@ def report(data: TrainingInput, model: ReplicaModel, split: int) -> dict[str, ob
 def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> Iterator[np.ndarray]:
     """Exactly ``frames`` frames, a second of audio at a time (memory stays flat)."""
     count = 0
-    for image in frames_for(model, audio, SAMPLE_RATE_HZ):
+    for frame in frames_for(model, AudioFrame(audio, SAMPLE_RATE_HZ)):
         if count == frames:
             return
         count += 1
-        yield image
+        yield frame.image
     yield from _idle(model, frames - count)
 
 

@@ -20,10 +20,10 @@ from likeness.errors import NotFound, Unauthorized
 from likeness.kit import signed
 from likeness.kit.clock import rfc1123
 from likeness.kit.db import MAX_PAGE, transaction
+from likeness.rendering.offline import HLS_DIR, STILL_FILE, VIDEO_FILE, WEBM_FILE
 from likeness.runtime import Runtime
 from likeness.video import repository, service
 from likeness.video.schemas import CreatedVideo, CreateVideo, RenameVideo
-from likeness.video.tasks import HLS_DIR, STILL_FILE, VIDEO_FILE, WEBM_FILE
 from likeness.web import pages
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,11 @@
 """The ``video.render`` job: a replica says a script or an audio file; the MP4, an HLS
-rendition and a still go to storage; then the flat Tavus callback."""
+rendition and a still go to storage (``rendering.offline`` makes them); then the flat Tavus
+callback. The user's inputs (script, audio_url, background_source_url) are fetched and
+checked here, under the settings' limits; the render takes local files and arrays."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -14,21 +14,20 @@ import numpy as np
 
 from likeness.engines.base import ReplicaModel
 from likeness.engines.registry import get_engine
-from likeness.engines.render import frames_for
-from likeness.face.segmentation import PersonMatte
 from likeness.jobs.heartbeat import Heartbeat
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.media.audio import read_audio, stated_duration_s
 from likeness.media.download import DownloadError, download
-from likeness.media.hls import write_hls, write_still
 from likeness.media.probe import Undecodable
-from likeness.media.video import aac_ready, iter_frames, loop_frames, write_mp4, write_webm_alpha
+from likeness.media.video import iter_frames
 from likeness.models import Replica, Video
 from likeness.providers.asr_sphinx import Phone
 from likeness.providers.script import speak
 from likeness.providers.tts_piper import TooLong as SpeechTooLong
 from likeness.providers.tts_piper import Unspeakable
+from likeness.rendering.frames import AudioFrame
+from likeness.rendering.offline import render_files
 from likeness.replica import service as replicas
 from likeness.replica.tasks import Deps
 from likeness.video import repository, service
@@ -36,11 +35,6 @@ from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
 log = logging.getLogger(__name__)
 RENDER_FROM_PCT = 5  # generation_progress when the first frame is drawn
-
-VIDEO_FILE = "video.mp4"
-WEBM_FILE = "video.webm"
-STILL_FILE = "thumbnail.jpg"
-HLS_DIR = "hls"
 
 
 class RenderFailure(Exception):
@@ -102,8 +96,15 @@ def render(deps: Deps, video_id: str) -> None:
         ):
             samples, rate, phones = _audio(deps, script, audio_url, work)
             model = _model(engine, bundle)
-            looks = _Looks(transparent, _background(deps, background, work))
-            _encode(deps, video_id, model, (samples, rate, phones), work, looks)
+            render_files(
+                model,
+                AudioFrame(samples, rate),
+                work,
+                phones,
+                transparent=transparent,
+                background=_background(deps, background, work),
+                on_frame=_Progress(deps, video_id),
+            )
     except RenderFailure as exc:
         with transaction(deps.sessions) as session:
             row = repository.get_live(session, video_id)
@@ -147,7 +148,7 @@ def recover_stale(deps: Deps) -> list[str]:
 def _audio(
     deps: Deps, script: str | None, audio_url: str | None, work: Path
 ) -> tuple[np.ndarray, int, list[Phone] | None]:
-    """The speech, its rate, and its phones when the script gives them (else None: frames_for
+    """The speech, its rate, and its phones when the script gives them (else None: the render
     recognises them while it renders). Neither the voice nor the decoder ever makes more than
     MAX_AUDIO_S of audio (and a second): the limits are checked before the work, not after."""
     phones = None
@@ -190,12 +191,6 @@ def _length_problem(seconds: str) -> str:
     )
 
 
-@dataclass(frozen=True)
-class _Looks:
-    transparent: bool
-    background: Path | None
-
-
 def _fetch(deps: Deps, url: str, path: Path, field: str) -> None:
     """Download a user-supplied URL under the same limits as training videos."""
     settings = deps.settings
@@ -224,61 +219,18 @@ def _background(deps: Deps, url: str | None, work: Path) -> Path | None:
     return path
 
 
-def _encode(
-    deps: Deps,
-    video_id: str,
-    model: ReplicaModel,
-    speech: tuple[np.ndarray, int, list[Phone] | None],
-    work: Path,
-    looks: _Looks,
-) -> None:
-    """speech: the samples, their rate, and their phones (None: recognise them)."""
-    samples, rate = aac_ready(*speech[:2])
-    total = max(1, int(np.ceil(len(samples) / rate * model.fps)))
-    still: list[np.ndarray] = []
-    phones = speech[2]  # None: recognised by frames_for while it renders
+class _Progress:
+    """generation_progress from RENDER_FROM_PCT to 95 as the frames come, written every 5."""
 
-    def counted() -> Iterator[np.ndarray]:
-        last_pct = RENDER_FROM_PCT
-        for index, image in enumerate(frames_for(model, samples, rate, phones)):
-            if index == min(total - 1, int(model.fps)):
-                still.append(image)
-            pct = min(95, RENDER_FROM_PCT + int((95 - RENDER_FROM_PCT) * (index + 1) / total))
-            if pct >= last_pct + 5:
-                last_pct = pct
-                _progress(deps, video_id, pct)
-            yield image
+    def __init__(self, deps: Deps, video_id: str) -> None:
+        self.deps, self.video_id = deps, video_id
+        self.last_pct = RENDER_FROM_PCT
 
-    if looks.transparent:
-        partial = work / (WEBM_FILE + ".partial")
-        write_webm_alpha(partial, _matted(counted(), None, model), model.fps, samples, rate)
-        partial.replace(work / WEBM_FILE)
-    else:
-        frames = counted()
-        if looks.background is not None:
-            frames = _matted(frames, looks.background, model)
-        partial = work / (VIDEO_FILE + ".partial")
-        write_mp4(partial, frames, model.fps, samples, rate)
-        partial.replace(work / VIDEO_FILE)
-        write_hls(work / VIDEO_FILE, work / HLS_DIR)
-    if still:
-        write_still(still[0], work / STILL_FILE)
-
-
-def _matted(
-    frames: Iterator[np.ndarray], background: Path | None, model: ReplicaModel
-) -> Iterator[np.ndarray]:
-    """With a background: the person over it. Without: RGBA with the person's matte."""
-    backdrop = loop_frames(background, (model.width, model.height)) if background else None
-    with PersonMatte() as matte:
-        for image in frames:
-            alpha = matte.alpha(image)
-            if backdrop is None:
-                yield np.dstack([image, (alpha * 255.0 + 0.5).astype(np.uint8)])
-            else:
-                a = alpha[:, :, None]
-                behind = next(backdrop).astype(np.float32)
-                yield (image * a + behind * (1.0 - a) + 0.5).astype(np.uint8)
+    def __call__(self, done: int, total: int) -> None:
+        pct = min(95, RENDER_FROM_PCT + int((95 - RENDER_FROM_PCT) * done / total))
+        if pct >= self.last_pct + 5:
+            self.last_pct = pct
+            _progress(self.deps, self.video_id, pct)
 
 
 def _progress(deps: Deps, video_id: str, pct: int) -> None:
