@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,7 +107,7 @@ class Receiver:
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    """A callback endpoint on loopback that records every POST (and can fail the first N)."""
+    """An endpoint on loopback that records every POST (and can fail the first N) and GET."""
     holder: dict[str, Receiver] = {}
 
     class Handler(BaseHTTPRequestHandler):
@@ -125,6 +126,15 @@ def receiver() -> Iterator[Receiver]:
             self.send_response(500 if failing else 200)
             self.end_headers()
 
+        def do_GET(self) -> None:
+            rec = holder["r"]
+            with rec.lock:
+                rec.calls.append({"headers": {k.lower(): v for k, v in self.headers.items()}})
+            self.send_response(200)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
         def log_message(self, *_args: Any) -> None:
             pass
 
@@ -135,3 +145,47 @@ def receiver() -> Iterator[Receiver]:
     yield holder["r"]
     server.shutdown()
     server.server_close()
+
+
+PUBLIC_IP = "93.184.215.14"  # a public address; the tests never connect to it
+
+
+@dataclass
+class Dns:
+    """The system resolver, stubbed for some names: each lookup of a name takes its next
+    answer (the last one repeats); other names, and address literals, resolve for real."""
+
+    answers: dict[str, list[list[str]]] = field(default_factory=dict)
+    lookups: list[str] = field(default_factory=list)
+
+    def answer(self, name: str, *answers: list[str]) -> None:
+        self.answers[name] = list(answers)
+
+
+@pytest.fixture
+def dns(monkeypatch: pytest.MonkeyPatch) -> Dns:
+    stub = Dns()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in stub.answers:
+            return real(host, port, *args, **kwargs)
+        stub.lookups.append(name)
+        queue = stub.answers[name]
+        ips = queue.pop(0) if len(queue) > 1 else queue[0]
+        if not ips:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [
+            (
+                socket.AF_INET6 if ":" in ip else socket.AF_INET,
+                socket.SOCK_STREAM,
+                socket.IPPROTO_TCP,
+                "",
+                (ip, int(port or 0), 0, 0) if ":" in ip else (ip, int(port or 0)),
+            )
+            for ip in ips
+        ]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return stub

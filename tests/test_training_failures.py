@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from likeness.errors import TrainingFailure
+from likeness.kit import safe_url
 from likeness.media import download
 from likeness.training import failures, pipeline
+
+from .conftest import PUBLIC_IP, Dns, Receiver
 
 DAMAGED = (
     "There was an error processing your training video file. Please check your video format "
@@ -119,21 +122,47 @@ def test_private_addresses_are_refused_by_default(served: tuple[str, Path], tmp_
     assert "non-public" in caught.value.detail
 
 
-def test_dns_rebinding_is_refused_at_connect(
-    served: tuple[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("rebound", [["127.0.0.1"], [PUBLIC_IP, "127.0.0.1"]])
+def test_dns_rebinding_never_reaches_the_inside_address(
+    receiver: Receiver, dns: Dns, rebound: list[str], tmp_path: Path
 ) -> None:
-    """The name looked public when checked, then the connection reached a private address."""
-    monkeypatch.setattr(download, "check_url", lambda _url, *, allow_private: None)
+    """The name looks public when checked, then answers a loopback address (alone or among
+    public ones) when the connection resolves it: nothing may reach the loopback server."""
+    dns.answer("rebind.test", [PUBLIC_IP], rebound)
+    port = receiver.url.split(":")[2].split("/")[0]
     with pytest.raises(download.DownloadError, match="non-public"):
         download.download(
-            f"{served[0]}/talking_unsynced.mp4",
+            f"http://rebind.test:{port}/video.mp4",
             tmp_path / "video.mp4",
             max_bytes=10**9,
             timeout_s=5,
             attempts=1,
             allow_private=False,
         )
+    assert receiver.received() == []
+    assert dns.lookups == ["rebind.test", "rebind.test"]
     assert not (tmp_path / "video.mp4").exists()
+
+
+def test_the_connection_goes_to_the_checked_address_and_keeps_the_name(
+    receiver: Receiver, dns: Dns, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pinned connection still speaks to the name: Host carries it (and TLS's SNI would)."""
+    monkeypatch.setattr(safe_url, "check_peer", lambda *_args, **_kwargs: None)
+    dns.answer("media.test", ["127.0.0.1"])  # "public" for this test: check_peer is off
+    port = receiver.url.split(":")[2].split("/")[0]
+    download.download(
+        f"http://media.test:{port}/video.mp4",
+        tmp_path / "video.mp4",
+        max_bytes=10**9,
+        timeout_s=5,
+        attempts=1,
+        allow_private=False,
+    )
+    assert (tmp_path / "video.mp4").read_bytes() == b"ok"
+    (call,) = receiver.received()
+    assert call["headers"]["host"] == f"media.test:{port}"
+    assert dns.lookups == ["media.test", "media.test"]  # the check, then the connection
 
 
 def test_size_cap(served: tuple[str, Path], tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from likeness.webhooks import service as webhooks
 from likeness.webhooks.repository import attempts_for
 from likeness.webhooks.signing import verify
 
-from .conftest import Receiver
+from .conftest import PUBLIC_IP, Dns, Receiver
 
 
 def _completed_replica(runtime: Runtime, callback_url: str, api_name: str = "replica") -> str:
@@ -104,11 +104,43 @@ def test_dead_url_gives_up_and_never_touches_the_replica(runtime: Runtime) -> No
         assert all(a.error for a in attempts_for(session, replica.id))
 
 
-def test_private_callback_urls_are_refused_by_default(runtime: Runtime, receiver: Receiver) -> None:
+def test_private_callback_urls_fail_at_once(runtime: Runtime, receiver: Receiver) -> None:
     event_id = _completed_replica(runtime, receiver.url)
     outcome = _deliver(runtime, event_id, allow_private=False)
     assert not outcome.delivered
+    assert outcome.retry_in_s is None  # no later attempt would be let through either
     assert receiver.received() == []
     with runtime.sessions() as session:
-        (attempt,) = attempts_for(session, session.get(WebhookEvent, event_id).subject_id)
+        event = session.get(WebhookEvent, event_id)
+        assert event is not None and event.status == "failed" and event.attempts == 1
+        (attempt,) = attempts_for(session, event.subject_id)
         assert attempt.error and attempt.error.startswith("refused")
+
+
+@pytest.mark.parametrize(
+    "answers",
+    [
+        [["127.0.0.1"]],  # a name that resolves to loopback
+        [[PUBLIC_IP], ["127.0.0.1"]],  # public when checked, loopback at connect (rebinding)
+    ],
+)
+def test_a_callback_name_resolving_inside_gets_no_post(
+    runtime: Runtime, receiver: Receiver, dns: Dns, answers: list[list[str]]
+) -> None:
+    dns.answer("hooks.test", *answers)
+    port = receiver.url.split(":")[2].split("/")[0]
+    event_id = _completed_replica(runtime, f"http://hooks.test:{port}/hook")
+    outcome = _deliver(runtime, event_id, allow_private=False)
+    assert receiver.received() == []
+    assert not outcome.delivered and outcome.retry_in_s is None
+    with runtime.sessions() as session:
+        event = session.get(WebhookEvent, event_id)
+        assert event is not None and event.status == "failed" and event.attempts == 1
+
+
+def test_a_name_that_does_not_resolve_is_retried(runtime: Runtime, dns: Dns) -> None:
+    """DNS failing is not a refusal: the schedule goes on."""
+    dns.answer("hooks.test", [])
+    event_id = _completed_replica(runtime, "http://hooks.test/hook")
+    outcome = _deliver(runtime, event_id, allow_private=False)
+    assert outcome.retry_in_s == runtime.settings.webhook_retry_delays_s[0]

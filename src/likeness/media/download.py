@@ -1,5 +1,5 @@
 """Stream a user-supplied URL to a file: size cap, timeouts, retries on transient errors,
-and a safety check on every redirect hop."""
+and a safety check on every redirect hop and every connection (kit/safe_url.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from likeness.kit.safe_url import UnsafeUrl, check_peer, check_url
+from likeness.kit.safe_url import CheckedTransport, UnsafeUrl, check_url
 
 MAX_REDIRECTS = 5
 
@@ -62,16 +62,13 @@ def _fetch(
     on_bytes: Callable[[int], None] | None,
 ) -> int:
     timeout = httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0))
-    with httpx.Client(timeout=timeout, follow_redirects=False) as client:
+    transport = CheckedTransport(allow_private=allow_private)
+    with httpx.Client(timeout=timeout, follow_redirects=False, transport=transport) as client:
         current = url
         for _ in range(MAX_REDIRECTS + 1):
             try:
                 check_url(current, allow_private=allow_private)
-            except UnsafeUrl as exc:
-                raise DownloadError(str(exc)) from exc
-            try:
                 with client.stream("GET", current) as response:
-                    _check_peer(response, allow_private)
                     if response.is_redirect:
                         current = str(response.url.join(response.headers["location"]))
                         continue
@@ -83,23 +80,13 @@ def _fetch(
                     if declared > max_bytes:
                         raise TooLarge(f"{declared} bytes declared, limit {max_bytes}")
                     return _save(response, dest, max_bytes, on_bytes)
+            except UnsafeUrl as exc:  # refused before any connection to the address
+                raise DownloadError(str(exc)) from exc
             except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as exc:
                 raise _Transient(f"{type(exc).__name__} fetching {current}") from exc
             except httpx.HTTPError as exc:
                 raise DownloadError(f"{type(exc).__name__} fetching {current}") from exc
         raise DownloadError(f"more than {MAX_REDIRECTS} redirects")
-
-
-def _check_peer(response: httpx.Response, allow_private: bool) -> None:
-    """Refuse the body if the connection reached a private address after all."""
-    stream = response.extensions.get("network_stream")
-    peer = stream.get_extra_info("server_addr") if stream is not None else None
-    if not peer:
-        return
-    try:
-        check_peer(str(peer[0]), response.url.host, allow_private=allow_private)
-    except UnsafeUrl as exc:
-        raise DownloadError(str(exc)) from exc
 
 
 def _save(

@@ -39,6 +39,9 @@ def create(session: Session, settings: Settings, body: CreateReplica, api_name: 
         raise BadRequest("Invalid callback_url")
     if body.consent_video_url and not is_well_formed(body.consent_video_url):
         raise BadRequest("Invalid consent_video_url")
+    uploads.refuse_private(session, settings, "train_video_url", body.train_video_url)
+    uploads.refuse_private(session, settings, "consent_video_url", body.consent_video_url)
+    uploads.refuse_private(session, settings, "callback_url", body.callback_url, own_ok=False)
     if body.model_name not in MODEL_NAMES:
         raise BadRequest(
             f"Invalid model_name: {body.model_name!r}; use one of {', '.join(MODEL_NAMES)}"

@@ -3,6 +3,7 @@ without a bucket (and the CLI) can train from a local file."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import BinaryIO
@@ -10,9 +11,11 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from likeness.config import Settings
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids
 from likeness.kit.db import after_commit
+from likeness.kit.safe_url import is_obviously_private
 from likeness.models import Upload
 from likeness.storage.base import BlobStore
 
@@ -94,17 +97,65 @@ def _remove(session: Session, storage: BlobStore, upload: Upload) -> None:
 def local_path(session: Session, storage: BlobStore, public_url: str, url: str) -> Path | None:
     """The stored file behind one of our own upload URLs; None for any other URL."""
     upload = _from_url(session, public_url, url)
-    return storage.path(upload.storage_key) if upload else None
+    if upload is None:
+        return None
+    path = storage.path(upload.storage_key)  # refuses a key outside the data directory
+    return path if path.is_relative_to(storage.path("uploads")) else None
+
+
+def refuse_private(
+    session: Session, settings: Settings, field: str, url: str | None, *, own_ok: bool = True
+) -> None:
+    """400 at create time for a URL that obviously points inside (a private address literal,
+    ``localhost``) instead of failing in the job, unless it names one of our own uploads
+    (``own_ok``: a media field) or the operator allows private URLs. Names that resolve to a
+    private address are refused in the job, where the connection is checked."""
+    if not url or settings.allow_private_urls or not is_obviously_private(url):
+        return
+    if own_ok and _from_url(session, settings.public_url, url) is not None:
+        return
+    raise BadRequest(f"Invalid {field}: private and loopback addresses are not allowed")
 
 
 def _from_url(session: Session, public_url: str, url: str) -> Upload | None:
-    ours, theirs = urlsplit(public_url), urlsplit(url)
-    if (ours.scheme, ours.netloc) != (theirs.scheme, theirs.netloc):
+    """The upload one of our own URLs names, however its host is spelled: the configured
+    public URL, or this machine's loopback (``localhost``, ``127.0.0.1``, ``[::1]``, on any
+    port: behind a proxy the public URL names no local port). Only the exact upload path
+    matches, and only the id is taken from it: the file is the one stored under that id, so no
+    spelling of the path can point anywhere else."""
+    try:
+        ours, theirs = urlsplit(public_url), urlsplit(url)
+        host, port = theirs.hostname, theirs.port
+    except ValueError:  # a malformed port or address
+        return None
+    if theirs.scheme not in ("http", "https") or host is None:
+        return None
+    public = (theirs.scheme, host, port or _DEFAULT_PORT[theirs.scheme]) == (
+        ours.scheme,
+        ours.hostname,
+        ours.port or _DEFAULT_PORT.get(ours.scheme),
+    )
+    if not public and not _is_loopback(host):
         return None
     prefix = ours.path.rstrip("/")
-    if not theirs.path.startswith(prefix):
+    path = theirs.path
+    if prefix and path.startswith(prefix + "/"):
+        path = path[len(prefix) :]
+    elif public and prefix:
         return None
-    match = _UPLOAD_PATH.match(theirs.path[len(prefix) :])
+    match = _UPLOAD_PATH.fullmatch(path)
     if not match:
         return None
     return session.get(Upload, match.group(1))
+
+
+_DEFAULT_PORT = {"http": 80, "https": 443}
+
+
+def _is_loopback(host: str) -> bool:
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

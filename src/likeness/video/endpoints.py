@@ -35,7 +35,7 @@ _HLS_FILE = re.compile(r"^(index\.m3u8|seg_\d{3,6}\.ts)$")
 @api.post("", response_model=CreatedVideo, summary="Generate a video of a replica speaking")
 def create(body: CreateVideo, rt: RuntimeDep) -> dict[str, Any]:
     with transaction(rt.sessions) as session:
-        video = service.create(session, body)
+        video = service.create(session, rt.settings, body)
         base = service.media_base(rt.settings.public_url, api_key(rt), video.id)
         out = {
             "video_id": video.id,

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from likeness.config import Settings
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids, signed
 from likeness.kit.clock import callback_time, rfc1123, utcnow
@@ -15,6 +16,7 @@ from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica, Video
 from likeness.replica import repository as replicas
 from likeness.storage.base import BlobStore
+from likeness.upload import service as uploads
 from likeness.video import repository
 from likeness.video.schemas import CreateVideo
 from likeness.webhooks import repository as webhook_repository
@@ -49,7 +51,7 @@ FAILED = (
 )
 
 
-def create(session: Session, body: CreateVideo) -> Video:
+def create(session: Session, settings: Settings, body: CreateVideo) -> Video:
     replica_id = body.replica_id or body.face_id
     if not replica_id or replicas.get_live(session, replica_id) is None:
         raise BadRequest("Invalid replica_id")
@@ -71,6 +73,9 @@ def create(session: Session, body: CreateVideo) -> Video:
         raise BadRequest("Invalid background_source_url")
     if body.background_source_url and body.transparent_background:
         raise BadRequest("Send background_source_url or transparent_background, not both")
+    uploads.refuse_private(session, settings, "audio_url", body.audio_url)
+    uploads.refuse_private(session, settings, "background_source_url", body.background_source_url)
+    uploads.refuse_private(session, settings, "callback_url", body.callback_url, own_ok=False)
     video_id = ids.video_id()
     video = Video(
         id=video_id,

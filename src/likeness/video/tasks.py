@@ -6,6 +6,7 @@ checked here, under the settings' limits; the render takes local files and array
 from __future__ import annotations
 
 import logging
+import shutil
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +31,7 @@ from likeness.rendering.frames import AudioFrame
 from likeness.rendering.offline import render_files
 from likeness.replica import service as replicas
 from likeness.replica.tasks import Deps
+from likeness.upload import service as uploads
 from likeness.video import repository, service
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
@@ -192,8 +194,18 @@ def _length_problem(seconds: str) -> str:
 
 
 def _fetch(deps: Deps, url: str, path: Path, field: str) -> None:
-    """Download a user-supplied URL under the same limits as training videos."""
+    """Download a user-supplied URL under the same limits as training videos; one of our own
+    uploads is copied from storage, with no network fetch."""
     settings = deps.settings
+    with deps.sessions() as session:
+        local = uploads.local_path(session, deps.storage, settings.public_url, url)
+    if local is not None:
+        if not local.is_file():
+            raise RenderFailure(f"the upload behind {field} is gone")
+        if local.stat().st_size > settings.max_download_bytes:
+            raise RenderFailure(f"{field} exceeds {settings.max_download_bytes} bytes")
+        shutil.copyfile(local, path)
+        return
     try:
         download(
             url,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from likeness.kit import ids
 from likeness.kit.clock import utcnow_aware
 from likeness.kit.db import transaction
-from likeness.kit.safe_url import UnsafeUrl, check_url
+from likeness.kit.safe_url import CheckedTransport, Unresolvable, UnsafeUrl, check_url
 from likeness.models import WebhookAttempt, WebhookEvent
 from likeness.webhooks.signing import body_of, signed_headers
 
@@ -42,9 +42,9 @@ def deliver(
     retry_delays_s: list[float],
     timeout_s: float,
     allow_private: bool,
-    transport: httpx.BaseTransport | None = None,
 ) -> Outcome:
-    """One delivery attempt, recorded. Says whether and when to try again."""
+    """One delivery attempt, recorded. Says whether and when to try again: never for a URL
+    refused as private (no later attempt would be let through either)."""
     with transaction(sessions) as session:
         event = session.get(WebhookEvent, event_id)
         if event is None or event.status != "pending":
@@ -53,22 +53,27 @@ def deliver(
 
     status_code: int | None = None
     error: str | None = None
+    refused = False
     try:
         check_url(url, allow_private=allow_private)
         body = body_of(payload)
         headers = signed_headers(secret, event_id, utcnow_aware(), body)
+        # The transport checks the address each connection reaches (DNS rebinding).
+        transport = CheckedTransport(allow_private=allow_private)
         with httpx.Client(timeout=timeout_s, transport=transport) as client:
             response = client.post(url, content=body, headers=headers)
         status_code = response.status_code
         if not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
+    except Unresolvable as exc:
+        error = str(exc)  # DNS may answer later
     except UnsafeUrl as exc:
-        error = f"refused: {exc}"
+        error, refused = f"refused: {exc}", True
     except httpx.HTTPError as exc:
         error = f"{type(exc).__name__}: {exc}"
 
     delivered = error is None
-    give_up = not delivered and attempt > len(retry_delays_s)
+    give_up = refused or (not delivered and attempt > len(retry_delays_s))
     with transaction(sessions) as session:
         session.add(
             WebhookAttempt(event_id=event_id, attempt=attempt, status_code=status_code, error=error)
