@@ -12,9 +12,10 @@ from fastapi.testclient import TestClient
 
 from likeness.app import create_app
 from likeness.config import Settings
-from likeness.jobs.worker import register
+from likeness.jobs.context import JobContext
 from likeness.replica import tasks
 from likeness.runtime import Runtime, build_runtime
+from likeness.worker import register
 
 from .backends import postgres_url, redis_url
 from .conftest import API_KEY, Receiver
@@ -52,10 +53,10 @@ def test_postgres_runs_the_api_and_a_training_job(
         created = client.post("/v2/replicas", json={"train_video_url": f"{files}/short_talk.mp4"})
         assert created.status_code == 200
         replica_id = created.json()["replica_id"]
-        deps = tasks.Deps(
+        ctx = JobContext(
             pg_runtime.sessions, pg_runtime.storage, pg_runtime.settings, pg_runtime.queue
         )
-        tasks.train(deps, replica_id)
+        tasks.train(ctx, replica_id)
         body = client.get(f"/v2/replicas/{replica_id}").json()
         assert body["status"] == "completed" and body["training_progress"] == "100/100"
         listed = client.get("/v2/replicas", params={"replica_ids": replica_id}).json()

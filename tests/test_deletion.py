@@ -13,6 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from likeness.jobs.context import JobContext
 from likeness.models import Replica, Upload, Video, WebhookAttempt, WebhookEvent
 from likeness.replica import tasks as replica_tasks
 from likeness.runtime import Runtime
@@ -23,9 +24,9 @@ from .conftest import FIXTURES, Receiver
 from .test_data_dir import readable_by_others
 
 
-def _deps(runtime: Runtime) -> replica_tasks.Deps:
+def _deps(runtime: Runtime) -> JobContext:
     settings = runtime.settings.model_copy(update={"min_duration_s": 5.0})
-    return replica_tasks.Deps(runtime.sessions, runtime.storage, settings, runtime.queue)
+    return JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
 
 
 def _upload(client: TestClient, clip: Path) -> dict[str, str]:

@@ -14,10 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from likeness.errors import TrainingFailure
+from likeness.jobs.context import JobContext
 from likeness.kit.db import MAX_PAGE, transaction
 from likeness.media.audio import read_audio, stated_duration_s
 from likeness.models import Replica, Video
-from likeness.replica import tasks as replica_tasks
 from likeness.runtime import Runtime
 from likeness.training import pipeline
 from likeness.video import service
@@ -198,7 +198,7 @@ def _render(client: TestClient, runtime: Runtime, **fields: str) -> dict[str, st
     with transaction(runtime.sessions) as session:
         session.add(Video(id="v0123456789", replica_id=replica_id, status="queued", **fields))
     settings = runtime.settings
-    deps = replica_tasks.Deps(runtime.sessions, runtime.storage, settings, runtime.queue)
+    deps = JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
     video_tasks.render(deps, "v0123456789")
     body: dict[str, str] = client.get("/v2/videos/v0123456789").json()
     return body

@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from likeness.config import Settings
+from likeness.jobs.context import JobContext
 from likeness.kit.safe_url import is_obviously_private
 from likeness.replica import tasks as replica_tasks
 from likeness.runtime import Runtime
@@ -24,9 +25,9 @@ def settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"allow_private_urls": False})
 
 
-def _deps(runtime: Runtime) -> replica_tasks.Deps:
+def _deps(runtime: Runtime) -> JobContext:
     settings = runtime.settings.model_copy(update={"min_duration_s": 5.0})
-    return replica_tasks.Deps(runtime.sessions, runtime.storage, settings, runtime.queue)
+    return JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
 
 
 def _upload(client: TestClient, name: str) -> str:

@@ -1,25 +1,37 @@
 """Job states and recovery: one claim at a time, resume from the last finished stage, give up
-after the attempts run out."""
+after the attempts run out saying why; after any crash every job and every delivery reaches a
+final state, and only what was truly lost is re-sent, once."""
 
 from __future__ import annotations
 
 import shutil
+import sqlite3
 from datetime import timedelta
+from queue import Empty
+from typing import Any
 
+from likeness.jobs import lease
+from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
-from likeness.models import Replica, WebhookEvent
-from likeness.replica import repository, service, tasks
+from likeness.models import Replica, Video, WebhookEvent
+from likeness.replica import service, tasks
 from likeness.replica.schemas import CreateReplica
 from likeness.runtime import Runtime
 from likeness.training import failures
+from likeness.video import service as videos
+from likeness.video import tasks as video_tasks
+from likeness.video.schemas import CreateVideo
+from likeness.webhooks import service as webhooks
+from likeness.webhooks import tasks as webhook_tasks
+from likeness.worker import sweep
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, Receiver
 
 
-def _deps(runtime: Runtime) -> tasks.Deps:
+def _ctx(runtime: Runtime) -> JobContext:
     settings = runtime.settings.model_copy(update={"min_duration_s": 5.0})
-    return tasks.Deps(runtime.sessions, runtime.storage, settings, runtime.queue)
+    return JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
 
 
 def _new(runtime: Runtime, url: str = "http://127.0.0.1:9/gone.mp4") -> str:
@@ -28,13 +40,47 @@ def _new(runtime: Runtime, url: str = "http://127.0.0.1:9/gone.mp4") -> str:
         return service.create(session, runtime.settings, body, "replica").id
 
 
+def _queued(runtime: Runtime) -> list[tuple[str, Any]]:
+    """Take every message waiting in the broker: (job name, its id argument)."""
+    taken = []
+    with runtime.queue.celery.connection_for_read() as connection:
+        queue = connection.SimpleQueue("celery")
+        while True:
+            try:
+                message = queue.get(block=False)
+            except Empty:
+                break
+            taken.append((message.headers["task"], message.payload[0][0]))
+            message.ack()
+        queue.close()
+    return taken
+
+
+def _later(seconds: float) -> Any:
+    return utcnow() + timedelta(seconds=seconds)
+
+
 def test_only_one_worker_claims_a_job(runtime: Runtime) -> None:
     replica_id = _new(runtime)
-    until = utcnow() + timedelta(minutes=2)
     with transaction(runtime.sessions) as session:
-        assert repository.acquire_lease(session, replica_id, until)
+        assert lease.acquire(session, tasks.TRAINING, replica_id, 120)
     with transaction(runtime.sessions) as session:
-        assert not repository.acquire_lease(session, replica_id, until)
+        assert not lease.acquire(session, tasks.TRAINING, replica_id, 120)
+
+
+def test_a_lost_claim_writes_nothing(runtime: Runtime) -> None:
+    replica_id = _new(runtime)
+    with transaction(runtime.sessions) as session:
+        until = lease.acquire(session, tasks.TRAINING, replica_id, 0.01)
+    assert until
+    first = lease.Claim(runtime.sessions, tasks.TRAINING, replica_id, until, 0.01)
+    with transaction(runtime.sessions) as session:  # its lease lapsed: another run takes it
+        while not (taken := lease.acquire(session, tasks.TRAINING, replica_id, 60)):
+            pass
+    assert not first.update(training_progress=50)
+    with runtime.sessions() as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None and row.training_progress == 0 and row.lease_expires_at == taken
 
 
 def test_resumes_after_the_last_finished_stage(runtime: Runtime) -> None:
@@ -46,7 +92,7 @@ def test_resumes_after_the_last_finished_stage(runtime: Runtime) -> None:
         row = session.get(Replica, replica_id)
         assert row is not None
         row.stage, row.training_progress = "download", 10
-    tasks.train(_deps(runtime), replica_id)
+    tasks.train(_ctx(runtime), replica_id)
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
         assert row is not None
@@ -59,38 +105,157 @@ def test_resumes_after_the_last_finished_stage(runtime: Runtime) -> None:
 
 def test_a_bad_video_is_an_error_with_the_tavus_message(runtime: Runtime) -> None:
     replica_id = _new(runtime)
-    tasks.train(_deps(runtime), replica_id)
+    tasks.train(_ctx(runtime), replica_id)
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
         assert row is not None and row.status == "error"
         assert row.error_type == "download_link"
         assert row.error_message == failures.MESSAGES["download_link"]
         assert row.error_detail  # where it went wrong, kept for the operator
+        assert service.error_detail(row) == row.error_detail  # and shown in the verbose view
 
 
-def test_lapsed_lease_is_swept_and_attempts_run_out(runtime: Runtime) -> None:
+def test_a_worker_that_died_three_times_says_so(runtime: Runtime) -> None:
     replica_id = _new(runtime)
-    deps = _deps(runtime)
+    ctx = _ctx(runtime)
     with transaction(runtime.sessions) as session:
         row = session.get(Replica, replica_id)
         assert row is not None
+        row.stage = "track"
         row.lease_expires_at = utcnow() - timedelta(seconds=1)  # its worker died
-        row.attempts = deps.settings.job_max_attempts
-    assert tasks.recover_stale(deps) == [replica_id]
-    assert tasks.recover_stale(deps) == []  # swept once, not again
-    tasks.train(deps, replica_id)  # the re-sent job: one attempt too many
+        row.attempts = ctx.settings.job_max_attempts
+    assert sweep(ctx, _later(0)) == []  # within the grace: maybe only late
+    assert sweep(ctx, _later(ctx.lease_s)) == [("replica.train", replica_id)]
+    assert sweep(ctx, _later(ctx.lease_s)) == []  # re-sent once, not again
+    assert _queued(runtime) == [("replica.train", replica_id)]
+    tasks.train(ctx, replica_id)  # the re-sent job: one attempt too many
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
         assert row is not None and row.status == "error"
-        assert row.error_message == failures.INTERNAL_ERROR
-        assert "attempts" in (row.error_detail or "")
+        assert row.error_message != failures.INTERNAL_ERROR  # not "reach out to Tavus support"
+        assert row.error_message.startswith("Training stopped: it was interrupted 3 times")
+        assert "(after stage 'track') ended with: its worker died" in row.error_message
+        assert service.error_detail(row) == row.error_message
+        (event,) = session.query(WebhookEvent).filter_by(subject_id=replica_id)
+        assert event.payload["error_message"] == row.error_message
+
+
+def test_an_unexpected_error_is_kept_safe_to_show(runtime: Runtime) -> None:
+    data = runtime.settings.resolved_data_dir
+    error = FileNotFoundError(2, "No such file", str(data / "files" / "replicas" / "r1" / "x"))
+    assert lease.summary(error, data) == (
+        "FileNotFoundError: [Errno 2] No such file: 'files/replicas/r1/x'"
+    )
+    outside = lease.summary("failed in /usr/lib/python3/site.py\nTraceback: ...", data)
+    assert "/usr" not in outside and "\n" not in outside and "…/site.py" in outside
+
+
+def test_queued_jobs_are_never_resent(runtime: Runtime) -> None:
+    """Issue 16: a replica waiting in the broker for an hour is queued, not lost."""
+    replica_id = _new(runtime)
+    with transaction(runtime.sessions) as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None
+        row.updated_at = row.created_at = utcnow() - timedelta(hours=1)
+        video = videos.create(
+            session, runtime.settings, CreateVideo(replica_id=replica_id, script="Hello there.")
+        )
+        webhooks.record(session, "http://127.0.0.1:9/hook", {"x": 1}, replica_id)
+    video_tasks.render(_ctx(runtime), video.id)  # parks: the replica is still training
+    assert sweep(_ctx(runtime), _later(86_400)) == []
+    assert _queued(runtime) == []
+
+
+def test_the_broker_forgets_delivered_messages(runtime: Runtime) -> None:
+    """Issue 16: kombu's SQLAlchemy transport keeps every consumed message; we drop them."""
+    for n in range(3):
+        runtime.queue.enqueue("replica.train", f"r{n}")
+    with runtime.queue.celery.connection_for_read() as connection:
+        queue = connection.SimpleQueue("celery")
+        for _ in range(2):
+            queue.get(block=False).ack()
+        queue.close()
+    broker = runtime.settings.resolved_data_dir / "broker.sqlite"
+    with sqlite3.connect(broker) as db:
+        assert db.execute("SELECT count(*) FROM kombu_message").fetchone() == (3,)
+    assert runtime.queue.drop_consumed() == 2
+    with sqlite3.connect(broker) as db:
+        assert db.execute("SELECT count(*) FROM kombu_message").fetchone() == (1,)
+    assert _queued(runtime) == [("replica.train", "r2")]  # the pending one is still delivered
+
+
+def test_a_callback_whose_retry_died_with_its_worker_is_delivered(
+    runtime: Runtime, receiver: Receiver
+) -> None:
+    """Issue 15: a retry waits in a worker's memory (a countdown); the worker is killed."""
+    receiver.fail_first = 1
+    with transaction(runtime.sessions) as session:
+        event_id = webhooks.record(session, receiver.url, {"status": "ready"}, "r1")
+    settings = runtime.settings.model_copy(update={"webhook_retry_delays_s": [30.0]})
+    ctx = JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
+    webhook_tasks.deliver_job(ctx, event_id)  # HTTP 500: a retry is scheduled
+    webhook_tasks.deliver_job(ctx, event_id)  # a copy before it is due does nothing
+    assert len(receiver.received()) == 1
+    assert _queued(runtime) == [("webhook.deliver", event_id)]  # taken by the worker, then lost
+    assert sweep(ctx, _later(0)) == []  # not due yet: nothing is lost
+    assert sweep(ctx, _later(30 + ctx.lease_s)) == [("webhook.deliver", event_id)]
+    assert sweep(ctx, _later(30 + ctx.lease_s)) == []
+    for job, row_id in _queued(runtime):
+        assert job == "webhook.deliver"
+        webhook_tasks.deliver_job(ctx, row_id)
+    with runtime.sessions() as session:
+        event = session.get(WebhookEvent, event_id)
+        assert event is not None and event.status == "delivered" and event.attempts == 2
+    assert len(receiver.received()) == 2
+
+
+def test_a_render_whose_retry_was_lost_reaches_a_final_state(runtime: Runtime) -> None:
+    """Issue 15: a video retried after an unexpected error stayed ``generating`` forever."""
+    replica_id = _new(runtime)
+    with transaction(runtime.sessions) as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None
+        service.mark_completed(session, row, {"bundle": "bundle"})  # whose files are missing
+        video_id = videos.create(
+            session, runtime.settings, CreateVideo(replica_id=replica_id, script="Hi.")
+        ).id
+    ctx = _ctx(runtime)
+    video_tasks.render(ctx, video_id)  # the bundle cannot load: retried in 5 s
+    assert _queued(runtime) == [("video.render", video_id)]  # its worker dies holding it
+    with runtime.sessions() as session:
+        video = session.get(Video, video_id)
+        assert video is not None and video.status == "generating"
+        assert video.last_error and "files/replicas" in video.last_error
+        assert str(runtime.settings.resolved_data_dir) not in video.last_error
+    assert sweep(ctx, _later(0)) == []
+    assert sweep(ctx, _later(video_tasks.RETRY_AFTER_S + ctx.lease_s)) == [
+        ("video.render", video_id)
+    ]
+    with transaction(runtime.sessions) as session:  # as if it had been tried until the end
+        video = session.get(Video, video_id)
+        assert video is not None
+        video.attempts = ctx.settings.job_max_attempts
+    video_tasks.render(ctx, video_id)
+    with runtime.sessions() as session:
+        video = session.get(Video, video_id)
+        assert video is not None and video.status == "error"
+        assert video.status_details == videos.FAILED
+        assert video.error_details
+        assert video.error_details.startswith("Rendering stopped: it was interrupted 3 times")
 
 
 def test_deleted_during_training_stops(runtime: Runtime) -> None:
     replica_id = _new(runtime)
     with transaction(runtime.sessions) as session:
-        service.delete(session, runtime.storage, replica_id, False, runtime.settings.public_url)
-    tasks.train(_deps(runtime), replica_id)  # not claimable: nothing runs
+        service.delete(
+            session,
+            runtime.storage,
+            replica_id,
+            False,
+            runtime.settings.public_url,
+            runtime.purge_videos_of,
+        )
+    tasks.train(_ctx(runtime), replica_id)  # not claimable: nothing runs
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
         assert row is not None and row.status == "started" and row.attempts == 0

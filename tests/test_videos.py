@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from likeness.jobs.context import JobContext
 from likeness.kit.db import transaction
 from likeness.media.audio import read_audio, to_int16
 from likeness.models import Video, WebhookEvent
@@ -26,9 +27,9 @@ from .conftest import FIXTURES
 RFC1123 = re.compile(r"^[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d GMT$")
 
 
-def _deps(runtime: Runtime) -> replica_tasks.Deps:
+def _deps(runtime: Runtime) -> JobContext:
     settings = runtime.settings.model_copy(update={"min_duration_s": 5.0})
-    return replica_tasks.Deps(runtime.sessions, runtime.storage, settings, runtime.queue)
+    return JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
 
 
 def _replica(client: TestClient, runtime: Runtime, train: bool = True) -> str:

@@ -3,9 +3,12 @@ a dead URL that never touches the replica."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models import Replica, WebhookEvent
 from likeness.replica import service
@@ -34,6 +37,10 @@ def _completed_replica(runtime: Runtime, callback_url: str, api_name: str = "rep
 def _deliver(runtime: Runtime, event_id: str, allow_private: bool = True) -> webhooks.Outcome:
     settings = runtime.settings
     assert settings.webhook_secret
+    with runtime.sessions() as session:  # a scheduled retry is held until it is due
+        due = session.get(WebhookEvent, event_id).lease_expires_at  # type: ignore[union-attr]
+    if due is not None:
+        time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.01)
     return webhooks.deliver(
         runtime.sessions,
         event_id,

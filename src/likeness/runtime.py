@@ -1,5 +1,5 @@
 """The composition root: settings → database, storage and queue, built once per process and
-shared by the API (app.py), the worker (jobs/worker.py) and the CLI."""
+shared by the API (app.py), the worker (worker.py) and the CLI."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from likeness.kit.db import make_engine, make_sessionmaker
 from likeness.kit.migrate import upgrade
 from likeness.storage.base import BlobStore
 from likeness.storage.local import LocalBlobStore
+from likeness.video import service as videos
 
 
 @dataclass
@@ -29,6 +30,11 @@ class Runtime:
 
     def close(self) -> None:
         self.db.dispose()
+
+    def purge_videos_of(self, session: Session, replica_id: str) -> None:
+        """Hard-deleting a replica takes its videos along (wired here: features never
+        import each other)."""
+        videos.purge_of_replica(session, self.storage, replica_id)
 
 
 def build_runtime(settings: Settings, migrate: bool = True) -> Runtime:

@@ -32,8 +32,8 @@ def serve(
     import uvicorn
 
     from likeness.app import create_app
-    from likeness.jobs.embedded import EmbeddedWorker
     from likeness.runtime import build_runtime, keep_temp_files_under
+    from likeness.supervisor import EmbeddedWorker
 
     settings = _settings()
     if "public_url" not in settings.model_fields_set:  # URLs we return point at this server
@@ -66,8 +66,8 @@ def worker(
     loglevel: str = typer.Option("INFO"),
 ) -> None:
     """Run a worker alone (scale out: many workers, one broker, one database)."""
-    from likeness.jobs.worker import run_worker
     from likeness.runtime import build_runtime, keep_temp_files_under
+    from likeness.worker import run_worker
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
     runtime = build_runtime(_settings())

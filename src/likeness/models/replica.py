@@ -6,11 +6,17 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from likeness.jobs.lease import Leased
 from likeness.kit.clock import utcnow
 from likeness.kit.db import Base
 
 
-class Replica(Base):
+def work_key(replica_id: str) -> str:
+    """Where a replica's files live in storage: its training work dir, bundle included."""
+    return f"replicas/{replica_id}"
+
+
+class Replica(Leased, Base):
     __tablename__ = "replicas"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
@@ -31,10 +37,8 @@ class Replica(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
     error_detail: Mapped[str | None] = mapped_column(Text)
 
-    # Job bookkeeping: the last finished stage, attempts so far and the running job's lease.
+    # Job bookkeeping: the last finished stage (the lease columns come from Leased).
     stage: Mapped[str | None] = mapped_column(String(32))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     artifacts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

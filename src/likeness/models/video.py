@@ -5,11 +5,12 @@ from datetime import datetime
 from sqlalchemy import Boolean, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from likeness.jobs.lease import Leased
 from likeness.kit.clock import utcnow
 from likeness.kit.db import Base
 
 
-class Video(Base):
+class Video(Leased, Base):
     """A /v2/videos request: a replica saying a script or an audio file."""
 
     __tablename__ = "videos"
@@ -28,8 +29,6 @@ class Video(Base):
     status_details: Mapped[str | None] = mapped_column(Text)
     generation_progress: Mapped[int] = mapped_column(Integer, default=0)
     error_details: Mapped[str | None] = mapped_column(Text)
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
     duration_s: Mapped[float | None] = mapped_column()
 
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -6,12 +6,14 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from likeness.jobs.lease import Leased
 from likeness.kit.clock import utcnow
 from likeness.kit.db import Base
 
 
-class WebhookEvent(Base):
-    """One callback to deliver; its attempts are recorded in WebhookAttempt."""
+class WebhookEvent(Leased, Base):
+    """One callback to deliver (a leased job: see jobs/lease.py); its attempts are recorded
+    in WebhookAttempt."""
 
     __tablename__ = "webhook_events"
 
@@ -21,7 +23,6 @@ class WebhookEvent(Base):
     subject_id: Mapped[str] = mapped_column(String(32), index=True)
     # pending → delivered | failed | cancelled (its replica or video was deleted)
     status: Mapped[str] = mapped_column(String(16), default="pending")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
 

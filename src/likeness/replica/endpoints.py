@@ -73,7 +73,14 @@ def build_router(api_name: ApiName) -> APIRouter:
     @router.delete("/{replica_id}", summary=f"Delete a {api_name} (hard=true removes its files)")
     def delete(replica_id: str, rt: RuntimeDep, hard: bool = False) -> Response:
         with transaction(rt.sessions) as session:
-            service.delete(session, rt.storage, replica_id, hard, rt.settings.public_url)
+            service.delete(
+                session,
+                rt.storage,
+                replica_id,
+                hard,
+                rt.settings.public_url,
+                rt.purge_videos_of,
+            )
         return Response(status_code=200)
 
     @router.patch("/{replica_id}/name", summary=f"Rename a {api_name}")

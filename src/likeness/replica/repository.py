@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
-from likeness.kit.clock import utcnow
 from likeness.models import Replica
 
 
@@ -37,36 +36,9 @@ def page(
     return list(rows), total
 
 
-def acquire_lease(session: Session, replica_id: str, until: datetime) -> bool:
-    """Atomically claim the training job: only one worker runs a replica at a time."""
-    now = utcnow()
-    result = session.execute(
-        update(Replica)
-        .where(
-            Replica.id == replica_id,
-            Replica.status == "started",
-            Replica.deleted_at.is_(None),
-            or_(Replica.lease_expires_at.is_(None), Replica.lease_expires_at < now),
-        )
-        .values(lease_expires_at=until, attempts=Replica.attempts + 1, updated_at=now)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-def stale(session: Session, now: datetime, unclaimed_before: datetime) -> list[Replica]:
-    """Training jobs whose lease lapsed, or that no worker claimed for a long time."""
-    return list(
-        session.scalars(
-            select(Replica).where(
-                Replica.status == "started",
-                Replica.deleted_at.is_(None),
-                or_(
-                    Replica.lease_expires_at < now,
-                    (Replica.lease_expires_at.is_(None) & (Replica.updated_at < unclaimed_before)),
-                ),
-            )
-        )
-    )
+def unfinished() -> ColumnElement[bool]:
+    """Replicas whose training still has work to do: the rows of the leased training job."""
+    return (Replica.status == "started") & Replica.deleted_at.is_(None)
 
 
 def others_using(session: Session, url: str, replica_id: str) -> bool:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,13 +16,12 @@ from likeness.kit.clock import iso_ms, utcnow
 from likeness.kit.db import after_commit
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica
+from likeness.models.replica import work_key as work_key  # re-exported: service.work_key
 from likeness.replica import repository
 from likeness.replica.schemas import ApiName, CreateReplica
 from likeness.storage.base import BlobStore
 from likeness.training import failures
 from likeness.upload import service as uploads
-from likeness.video import repository as video_repository
-from likeness.video import service as videos
 from likeness.webhooks import repository as webhook_repository
 from likeness.webhooks import service as webhooks
 
@@ -81,8 +81,18 @@ def rename(session: Session, replica_id: str, name: str | None) -> None:
     get(session, replica_id).name = name
 
 
+# Hard-deleting a replica takes its videos along: (session, replica id). Wired by the
+# composition root (runtime.py), since replicas never import videos.
+PurgeVideos = Callable[[Session, str], None]
+
+
 def delete(
-    session: Session, storage: BlobStore, replica_id: str, hard: bool, public_url: str
+    session: Session,
+    storage: BlobStore,
+    replica_id: str,
+    hard: bool,
+    public_url: str,
+    purge_videos: PurgeVideos,
 ) -> None:
     """Soft: hide it and stop its callbacks. Hard (soft-deleted or not): the row, its files,
     its videos (rows, files and links), every callback about them, and the uploads it trained
@@ -101,17 +111,12 @@ def delete(
         webhook_repository.cancel_pending(session, replica_id)
         return
     after_commit(session, lambda: storage.delete_tree(work_key(replica_id)))
-    for video in video_repository.of_replica(session, replica_id):
-        videos.purge(session, storage, video)
+    purge_videos(session, replica_id)
     for url in {replica.train_video_url, replica.consent_video_url}:
         if url and not repository.others_using(session, url, replica_id):
             uploads.delete_behind(session, storage, public_url, url)
     webhook_repository.forget(session, replica_id)
     session.delete(replica)
-
-
-def work_key(replica_id: str) -> str:
-    return f"replicas/{replica_id}"
 
 
 def media_base(public_url: str, api_key: str, api_name: ApiName, replica_id: str) -> str:
@@ -143,6 +148,7 @@ def to_wire(
         out[f"{prefix}_type"] = replica.replica_type
         out["training_checks"] = training_checks(replica)
         out["quality_report"] = replica.artifacts.get("quality") or None
+        out["error_detail"] = error_detail(replica)
     return out
 
 
@@ -154,6 +160,14 @@ def training_checks(replica: Replica) -> list[dict[str, Any]]:
     if replica.error_detail and replica.error_detail.startswith("{"):
         return list(json.loads(replica.error_detail).get("checks", []))
     return []
+
+
+def error_detail(replica: Replica) -> str | None:
+    """likeness's extra in the verbose view: what went wrong, in one line the job made safe
+    to show (no traceback, no path outside the data dir); the checks' report is shown
+    as training_checks instead."""
+    detail = replica.error_detail if replica.status == "error" else None
+    return detail if detail and not detail.startswith("{") else None
 
 
 # -- training-side state changes --------------------------------------------------------------
@@ -178,10 +192,13 @@ def mark_completed(session: Session, replica: Replica, artifacts: dict[str, Any]
     return _callback(session, replica)
 
 
-def mark_failed(session: Session, replica: Replica, failure_type: str, detail: str) -> str | None:
+def mark_failed(
+    session: Session, replica: Replica, failure_type: str, detail: str, message: str | None = None
+) -> str | None:
+    """``message`` replaces Tavus's text for failures that are ours, not the video's."""
     replica.status = "error"
     replica.error_type = failures.public_type(failure_type)
-    replica.error_message = failures.message_for(failure_type)
+    replica.error_message = message or failures.message_for(failure_type)
     replica.error_detail = detail
     replica.lease_expires_at = None
     return _callback(session, replica)

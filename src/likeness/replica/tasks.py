@@ -1,44 +1,43 @@
-"""The ``replica.train`` job: a thin shell over training/pipeline.run, plus the sweep that
-retries jobs whose worker died (from their last finished stage) or gives up on them."""
+"""The ``replica.train`` job: a thin shell over training/pipeline.run under a lease
+(jobs/lease.py). A job whose worker died is re-sent by the sweep and resumes after its last
+finished stage; past ``job_max_attempts`` it ends in ``error``, saying what happened."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import case
+from sqlalchemy.orm import Session
 
 from likeness.config import Settings
 from likeness.errors import TrainingFailure
-from likeness.jobs.heartbeat import Heartbeat
-from likeness.jobs.queue import JobQueue
+from likeness.jobs import lease
+from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models import Replica
 from likeness.replica import repository, service
-from likeness.storage.base import BlobStore
 from likeness.training import pipeline
 from likeness.training.checks import Thresholds
 from likeness.upload import service as uploads
-from likeness.video import service as videos
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
 log = logging.getLogger(__name__)
-UNCLAIMED_AFTER = timedelta(minutes=10)
+RETRY_AFTER_S = 5.0  # after an unexpected error
+
+TRAINING = lease.Kind(service.TRAIN_JOB, Replica, repository.unfinished)
+
+# Called in the transaction that ends a training (completed or failed); returns the
+# (job, id) messages to send after commit. The worker wires the videos' handler here: a
+# video waits for its replica without this feature knowing about videos.
+TrainingEnded = Callable[[Session, Replica], list[tuple[str, str]]]
 
 
-@dataclass(frozen=True)
-class Deps:
-    sessions: sessionmaker[Session]
-    storage: BlobStore
-    settings: Settings
-    queue: JobQueue
-
-
-class Cancelled(Exception):
-    pass
+def _nothing_waits(_session: Session, _replica: Replica) -> list[tuple[str, str]]:
+    return []
 
 
 def limits_from(settings: Settings) -> pipeline.Limits:
@@ -48,7 +47,6 @@ def limits_from(settings: Settings) -> pipeline.Limits:
         download_attempts=settings.download_attempts,
         allow_private_urls=settings.allow_private_urls,
         min_duration_s=settings.min_duration_s,
-        max_duration_s=settings.max_duration_s,
         min_fps=settings.min_fps,
         min_face_share=settings.min_face_share,
         checks=thresholds_from(settings),
@@ -62,167 +60,131 @@ def thresholds_from(settings: Settings) -> Thresholds:
     )
 
 
-def train(deps: Deps, replica_id: str) -> None:
-    settings = deps.settings
-    lease = timedelta(seconds=settings.job_lease_s)
-    with transaction(deps.sessions) as session:
-        if not repository.acquire_lease(session, replica_id, utcnow() + lease):
+def train(ctx: JobContext, replica_id: str, ended: TrainingEnded = _nothing_waits) -> None:
+    settings = ctx.settings
+    with transaction(ctx.sessions) as session:
+        until = lease.acquire(session, TRAINING, replica_id, ctx.lease_s)
+        if until is None:
             log.info(
                 "replica %s: not claimable (running elsewhere, finished or deleted)", replica_id
             )
             return
+        claim = lease.Claim(ctx.sessions, TRAINING, replica_id, until, ctx.lease_s)
         replica = session.get(Replica, replica_id)
         assert replica is not None
-        if replica.attempts > settings.job_max_attempts:
-            event = service.mark_failed(
-                session,
-                replica,
-                "quality_issue_detected",
-                f"gave up after {settings.job_max_attempts} attempts",
-            )
-            failed_events = [event, *_release_videos(deps, session, replica)[1]]
-            replica = None
-        else:
-            url, engine, finished = replica.train_video_url, replica.engine, replica.stage
-            consent_url = replica.consent_video_url
-            consent_required = settings.consent_policy == "required" and not bool(
-                replica.properties.get("non_human")
-            )
-    if replica is None:
-        for event in failed_events:
-            _send(deps, event)
+        gave_up = replica.attempts > settings.job_max_attempts
+        if gave_up:
+            claim.finish(session)
+            messages = [*_gave_up(session, replica), *ended(session, replica)]
+        url, engine, finished = replica.train_video_url, replica.engine, replica.stage
+        consent_url = replica.consent_video_url
+        consent_required = settings.consent_policy == "required" and not bool(
+            replica.properties.get("non_human")
+        )
+    if gave_up:
+        ctx.send(*messages)
         return
 
     job = pipeline.Job(
         replica_id=replica_id,
         train_video_url=url,
         engine=engine,
-        work_dir=deps.storage.ensure_dir(service.work_key(replica_id)),
+        work_dir=ctx.storage.ensure_dir(service.work_key(replica_id)),
         limits=limits_from(settings),
         consent_required=consent_required,
         consent_video_url=consent_url,
-        on_stage_done=lambda stage, pct: _save(deps, replica_id, pct, stage),
-        on_progress=lambda pct: _save(deps, replica_id, pct, None),
-        resolve_upload=lambda u: _resolve(deps, u),
-        check_cancelled=lambda: _check_live(deps, replica_id),
+        on_stage_done=lambda stage, pct: _progress(claim, pct, stage),
+        on_progress=lambda pct: _progress(claim, pct, None),
+        resolve_upload=lambda u: _resolve(ctx, u),
+        check_cancelled=claim.check,
     )
-    events: list[str | None] = []
-    renders: list[str] = []
     try:
-        with Heartbeat(
-            lambda: _renew(deps, replica_id), lease.total_seconds() / 4, f"lease-{replica_id}"
-        ):
+        with claim.kept_alive():
             artifacts = pipeline.run(job, finished)
     except TrainingFailure as failure:
         log.info("replica %s failed: %s", replica_id, failure)
-        with transaction(deps.sessions) as session:
-            row = _live(session, replica_id)
-            if row is not None:  # a deleted replica is announced no more
-                events.append(
-                    service.mark_failed(session, row, failure.failure_type, failure.detail)
-                )
-                events += _release_videos(deps, session, row)[1]
-    except Cancelled:
-        log.info("replica %s deleted during training; stopped", replica_id)
-        _release(deps, replica_id)
-    except Exception:
-        if _gone(deps, replica_id):  # its files vanished under it: deleted, not broken
-            log.info("replica %s deleted during training; stopped", replica_id)
-        else:
+        failure_type, detail = failure.failure_type, failure.detail
+        if not detail.startswith("{"):  # JSON details are the checks' report, shown as such
+            detail = lease.summary(detail, settings.resolved_data_dir)
+        messages = _end(
+            ctx,
+            claim,
+            ended,
+            lambda s, row: _events(service.mark_failed(s, row, failure_type, detail)),
+        )
+    except lease.LeaseLost:
+        log.info("replica %s deleted, finished or taken over during training; stopped", replica_id)
+        messages = []
+    except Exception as exc:
+        due = utcnow() + timedelta(seconds=RETRY_AFTER_S)
+        # A deleted replica's claim is gone (its files may have vanished under the job).
+        if claim.retry_at(due, lease.summary(exc, settings.resolved_data_dir)):
             log.exception("replica %s: unexpected error; it will be retried", replica_id)
-            _release(deps, replica_id)
-            deps.queue.enqueue(service.TRAIN_JOB, replica_id, countdown=5)
+            ctx.queue.enqueue(service.TRAIN_JOB, replica_id, countdown=RETRY_AFTER_S)
+        else:
+            log.info("replica %s deleted during training; stopped", replica_id)
+        messages = []
     else:
-        with transaction(deps.sessions) as session:
-            row = _live(session, replica_id)
-            if row is not None:
-                events.append(service.mark_completed(session, row, artifacts))
-                renders = _release_videos(deps, session, row)[0]
-    _tidy(deps, replica_id)
-    for event in events:
-        _send(deps, event)
-    for video_id in renders:
-        deps.queue.enqueue(videos.RENDER_JOB, video_id)
+        messages = _end(
+            ctx, claim, ended, lambda s, row: _events(service.mark_completed(s, row, artifacts))
+        )
+    _tidy(ctx, replica_id)
+    ctx.send(*messages)
 
 
-def recover_stale(deps: Deps) -> list[str]:
-    """Re-enqueue training jobs whose worker died; ``train`` gives up after max attempts."""
-    now = utcnow()
-    with transaction(deps.sessions) as session:
-        rows = repository.stale(session, now, now - UNCLAIMED_AFTER)
-        for row in rows:
-            row.lease_expires_at = None
-            row.updated_at = now  # an unclaimed job is re-sent once per UNCLAIMED_AFTER
-        found = [row.id for row in rows]
-    for replica_id in found:
-        log.warning("replica %s: lease lapsed; retrying from its last stage", replica_id)
-        deps.queue.enqueue(service.TRAIN_JOB, replica_id)
-    return found
+def _end(
+    ctx: JobContext,
+    claim: lease.Claim,
+    ended: TrainingEnded,
+    mark: Callable[[Session, Replica], list[tuple[str, str]]],
+) -> list[tuple[str, str]]:
+    """Write the final state if the claim still holds (else another run owns the row, or
+    the replica was deleted: a deleted replica is announced no more)."""
+    with transaction(ctx.sessions) as session:
+        if not claim.finish(session):
+            return []
+        row = session.get(Replica, claim.row_id)
+        assert row is not None
+        return [*mark(session, row), *ended(session, row)]
 
 
-def _send(deps: Deps, event_id: str | None) -> None:
-    if event_id:
-        deps.queue.enqueue(WEBHOOK_JOB, event_id)
+def _gave_up(session: Session, replica: Replica) -> list[tuple[str, str]]:
+    """Out of attempts: say what happened in words, not Tavus's "reach out to support"."""
+    where = f"after stage '{replica.stage}'" if replica.stage else "before its first stage"
+    message = (
+        f"Training stopped: it was interrupted {replica.attempts - 1} times. The last run "
+        f"({where}) ended with: {replica.last_error or 'no reason recorded'}."
+    )
+    return _events(service.mark_failed(session, replica, "interrupted", message, message))
 
 
-def _save(deps: Deps, replica_id: str, pct: int, stage: str | None) -> None:
-    with transaction(deps.sessions) as session:
-        row = session.get(Replica, replica_id)
-        if row is None or row.status != "started":
-            return
-        if pct > row.training_progress:
-            row.training_progress = min(pct, 99)
-        if stage:
-            row.stage = stage
-        row.lease_expires_at = utcnow() + timedelta(seconds=deps.settings.job_lease_s)
+def _events(event_id: str | None) -> list[tuple[str, str]]:
+    return [(WEBHOOK_JOB, event_id)] if event_id else []
 
 
-def _resolve(deps: Deps, url: str) -> Path | None:
-    with deps.sessions() as session:
-        return uploads.local_path(session, deps.storage, deps.settings.public_url, url)
+def _progress(claim: lease.Claim, pct: int, stage: str | None) -> None:
+    """Progress only grows and stays below 100 until the job ends; writing it renews the
+    lease. A lost claim stops the job at its next check."""
+    pct = min(pct, 99)
+    values: dict[str, object] = {
+        "training_progress": case(
+            (Replica.training_progress < pct, pct), else_=Replica.training_progress
+        )
+    }
+    if stage:
+        values["stage"] = stage
+    claim.update(**values)
 
 
-def _check_live(deps: Deps, replica_id: str) -> None:
-    with deps.sessions() as session:
-        row = session.get(Replica, replica_id)
-        if row is None or row.deleted_at is not None:
-            raise Cancelled(replica_id)
+def _resolve(ctx: JobContext, url: str) -> Path | None:
+    with ctx.sessions() as session:
+        return uploads.local_path(session, ctx.storage, ctx.settings.public_url, url)
 
 
-def _live(session: Session, replica_id: str) -> Replica | None:
-    row = session.get(Replica, replica_id)
-    return row if row is not None and row.deleted_at is None else None
-
-
-def _gone(deps: Deps, replica_id: str) -> bool:
-    with deps.sessions() as session:
-        return _live(session, replica_id) is None
-
-
-def _tidy(deps: Deps, replica_id: str) -> None:
+def _tidy(ctx: JobContext, replica_id: str) -> None:
     """A hard delete removed the row and the folder while the job ran; whatever the job wrote
     after that (a stage re-creating its folder) goes too: no orphan folder stays behind."""
-    with deps.sessions() as session:
+    with ctx.sessions() as session:
         hard_deleted = session.get(Replica, replica_id) is None
     if hard_deleted:
-        deps.storage.delete_tree(service.work_key(replica_id))
-
-
-def _release(deps: Deps, replica_id: str) -> None:
-    with transaction(deps.sessions) as session:
-        row = session.get(Replica, replica_id)
-        if row is not None:
-            row.lease_expires_at = None
-
-
-def _release_videos(deps: Deps, session: Session, replica: Replica) -> tuple[list[str], list[str]]:
-    settings = deps.settings
-    assert settings.api_key
-    return videos.after_replica(session, replica, settings.public_url, settings.api_key)
-
-
-def _renew(deps: Deps, replica_id: str) -> None:
-    with transaction(deps.sessions) as session:
-        row = session.get(Replica, replica_id)
-        if row is not None and row.status == "started":
-            row.lease_expires_at = utcnow() + timedelta(seconds=deps.settings.job_lease_s)
+        ctx.storage.delete_tree(service.work_key(replica_id))

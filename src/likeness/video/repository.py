@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
-from likeness.kit.clock import utcnow
-from likeness.models import Video
+from likeness.models import Replica, Video
 
 
 def get_live(session: Session, video_id: str) -> Video | None:
@@ -49,28 +47,12 @@ def waiting_for(session: Session, replica_id: str) -> list[Video]:
     )
 
 
-def acquire_lease(session: Session, video_id: str, until: datetime) -> bool:
-    now = utcnow()
-    result = session.execute(
-        update(Video)
-        .where(
-            Video.id == video_id,
-            Video.status.in_(("queued", "generating")),
-            Video.deleted_at.is_(None),
-            or_(Video.lease_expires_at.is_(None), Video.lease_expires_at < now),
-        )
-        .values(lease_expires_at=until, attempts=Video.attempts + 1, updated_at=now)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+def unfinished() -> ColumnElement[bool]:
+    """Videos still to render: the rows of the leased render job."""
+    return Video.status.in_(("queued", "generating")) & Video.deleted_at.is_(None)
 
 
-def stale(session: Session, now: datetime) -> list[Video]:
-    return list(
-        session.scalars(
-            select(Video).where(
-                Video.status == "generating",
-                Video.deleted_at.is_(None),
-                Video.lease_expires_at < now,
-            )
-        )
-    )
+def live_replica(session: Session, replica_id: str) -> Replica | None:
+    """The replica a video is made from (read here, so videos never import replicas)."""
+    row = session.get(Replica, replica_id)
+    return row if row is not None and row.deleted_at is None else None

@@ -14,7 +14,6 @@ from likeness.kit.clock import callback_time, rfc1123, utcnow
 from likeness.kit.db import after_commit
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Replica, Video
-from likeness.replica import repository as replicas
 from likeness.storage.base import BlobStore
 from likeness.upload import service as uploads
 from likeness.video import repository
@@ -53,7 +52,7 @@ FAILED = (
 
 def create(session: Session, settings: Settings, body: CreateVideo) -> Video:
     replica_id = body.replica_id or body.face_id
-    if not replica_id or replicas.get_live(session, replica_id) is None:
+    if not replica_id or repository.live_replica(session, replica_id) is None:
         raise BadRequest("Invalid replica_id")
     script = (body.script or "").strip()
     if bool(script) == bool(body.audio_url):
@@ -135,6 +134,12 @@ def delete(session: Session, storage: BlobStore, video_id: str, hard: bool) -> N
     else:
         video.deleted_at = utcnow()
         webhook_repository.cancel_pending(session, video_id)
+
+
+def purge_of_replica(session: Session, storage: BlobStore, replica_id: str) -> None:
+    """Every video of a replica being hard-deleted goes too (runtime.py wires this)."""
+    for video in repository.of_replica(session, replica_id):
+        purge(session, storage, video)
 
 
 def purge(session: Session, storage: BlobStore, video: Video) -> None:

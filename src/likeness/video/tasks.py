@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy.orm import Session
 
 from likeness.engines.base import ReplicaModel
 from likeness.engines.registry import get_engine
-from likeness.jobs.heartbeat import Heartbeat
+from likeness.jobs import lease
+from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.media.audio import read_audio, stated_duration_s
@@ -23,20 +26,23 @@ from likeness.media.download import DownloadError, download
 from likeness.media.probe import Undecodable
 from likeness.media.video import iter_frames
 from likeness.models import Replica, Video
+from likeness.models.replica import work_key
 from likeness.providers.asr_sphinx import Phone
 from likeness.providers.script import speak
 from likeness.providers.tts_piper import TooLong as SpeechTooLong
 from likeness.providers.tts_piper import Unspeakable
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.offline import render_files
-from likeness.replica import service as replicas
-from likeness.replica.tasks import Deps
 from likeness.upload import service as uploads
 from likeness.video import repository, service
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
 log = logging.getLogger(__name__)
 RENDER_FROM_PCT = 5  # generation_progress when the first frame is drawn
+RETRY_AFTER_S = 5.0  # after an unexpected error
+
+
+RENDERING = lease.Kind(service.RENDER_JOB, Video, repository.unfinished)
 
 
 class RenderFailure(Exception):
@@ -48,55 +54,52 @@ def _model(engine: str, bundle: Path) -> ReplicaModel:
     return get_engine(engine).load(bundle)
 
 
-def render(deps: Deps, video_id: str) -> None:
-    settings = deps.settings
+def render(ctx: JobContext, video_id: str) -> None:
+    settings = ctx.settings
     assert settings.api_key
-    lease = timedelta(seconds=settings.job_lease_s)
-    with transaction(deps.sessions) as session:
-        if not repository.acquire_lease(session, video_id, utcnow() + lease):
+    with transaction(ctx.sessions) as session:
+        until = lease.acquire(session, RENDERING, video_id, ctx.lease_s)
+        if until is None:
             return
+        claim = lease.Claim(ctx.sessions, RENDERING, video_id, until, ctx.lease_s)
         video = session.get(Video, video_id)
-        replica = session.get(Replica, video.replica_id) if video else None
         assert video is not None
-        event = None
-        if replica is None or replica.deleted_at is not None or replica.status == "error":
-            event = service.mark_failed(
-                session,
-                video,
+        replica = repository.live_replica(session, video.replica_id)
+        event, fail = None, None
+        if replica is None or replica.status == "error":
+            fail = (
                 service.REPLICA_ERROR.format(video.replica_id),
                 "the replica is in error or deleted",
-                settings.public_url,
-                settings.api_key,
             )
         elif replica.status != "completed":
+            claim.finish(session)
             service.mark_waiting(video, replica)  # re-sent when the training ends
             return
         elif video.attempts > settings.job_max_attempts:
-            event = service.mark_failed(
-                session,
-                video,
+            last = video.last_error or "no reason recorded"
+            fail = (
                 service.FAILED,
-                "gave up after repeated attempts",
-                settings.public_url,
-                settings.api_key,
+                f"Rendering stopped: it was interrupted {video.attempts - 1} times. "
+                f"The last run ended with: {last}.",
             )
         else:
             service.mark_generating(video)
-            bundle = deps.storage.path(
-                f"{replicas.work_key(replica.id)}/{replica.artifacts['bundle']}"
-            )
+            bundle = ctx.storage.path(f"{work_key(replica.id)}/{replica.artifacts['bundle']}")
             engine, script, audio_url = replica.engine, video.script, video.audio_url
             background, transparent = video.background_source_url, video.transparent_background
-    if event is not None or video.status == "error":
-        _send(deps, event)
+        if fail is not None:
+            claim.finish(session)
+            event = service.mark_failed(
+                session, video, *fail, settings.public_url, settings.api_key
+            )
+    if fail is not None:
+        _send(ctx, event)
         return
 
-    work = deps.storage.ensure_dir(service.work_key(video_id))
+    work = ctx.storage.ensure_dir(service.work_key(video_id))
     try:
-        with Heartbeat(
-            lambda: _renew(deps, video_id), lease.total_seconds() / 4, f"lease-{video_id}"
-        ):
-            samples, rate, phones = _audio(deps, script, audio_url, work)
+        with claim.kept_alive():
+            samples, rate, phones = _audio(ctx, script, audio_url, work)
             model = _model(engine, bundle)
             render_files(
                 model,
@@ -104,51 +107,66 @@ def render(deps: Deps, video_id: str) -> None:
                 work,
                 phones,
                 transparent=transparent,
-                background=_background(deps, background, work),
-                on_frame=_Progress(deps, video_id),
+                background=_background(ctx, background, work),
+                on_frame=_Progress(claim),
             )
     except RenderFailure as exc:
-        with transaction(deps.sessions) as session:
-            row = repository.get_live(session, video_id)
-            if row is not None:  # a deleted video is announced no more
-                event = service.mark_failed(
-                    session, row, service.FAILED, str(exc), settings.public_url, settings.api_key
-                )
-    except Exception:
-        with transaction(deps.sessions) as session:
-            row = repository.get_live(session, video_id)
-            if row is not None:
-                log.exception("video %s: unexpected error; it will be retried", video_id)
-                row.lease_expires_at = None
-        if row is not None:
-            deps.queue.enqueue(service.RENDER_JOB, video_id, countdown=5)
+        error = str(exc)
+        event = _end(ctx, claim, lambda s, row: _failed(ctx, s, row, error))
+    except Exception as exc:
+        due = utcnow() + timedelta(seconds=RETRY_AFTER_S)
+        # A deleted video's claim is gone (its files may have vanished under the job).
+        if claim.retry_at(due, lease.summary(exc, settings.resolved_data_dir)):
+            log.exception("video %s: unexpected error; it will be retried", video_id)
+            ctx.queue.enqueue(service.RENDER_JOB, video_id, countdown=RETRY_AFTER_S)
     else:
-        with transaction(deps.sessions) as session:
-            row = repository.get_live(session, video_id)
-            if row is not None:
-                row.duration_s = len(samples) / rate
-                event = service.mark_ready(session, row, settings.public_url, settings.api_key)
-    with deps.sessions() as session:
+
+        def ready(s: Session, row: Video) -> str | None:
+            row.duration_s = len(samples) / rate
+            assert settings.api_key
+            return service.mark_ready(s, row, settings.public_url, settings.api_key)
+
+        event = _end(ctx, claim, ready)
+    with ctx.sessions() as session:
         hard_deleted = session.get(Video, video_id) is None
     if hard_deleted:  # deleted while it rendered: what it wrote after the delete goes too
-        deps.storage.delete_tree(service.work_key(video_id))
-    _send(deps, event)
+        ctx.storage.delete_tree(service.work_key(video_id))
+    _send(ctx, event)
 
 
-def recover_stale(deps: Deps) -> list[str]:
-    now = utcnow()
-    with transaction(deps.sessions) as session:
-        rows = repository.stale(session, now)
-        for row in rows:
-            row.lease_expires_at = None
-        found = [row.id for row in rows]
-    for video_id in found:
-        deps.queue.enqueue(service.RENDER_JOB, video_id)
-    return found
+def release_waiting(ctx: JobContext, session: Session, replica: Replica) -> list[tuple[str, str]]:
+    """The worker wires this as ``replica.train``'s end hook: the replica's waiting videos go
+    to render, or fail with Tavus's message if training failed. Returns the messages to send
+    after commit."""
+    settings = ctx.settings
+    assert settings.api_key
+    renders, events = service.after_replica(session, replica, settings.public_url, settings.api_key)
+    return [(service.RENDER_JOB, v) for v in renders] + [(WEBHOOK_JOB, e) for e in events]
+
+
+def _end(
+    ctx: JobContext, claim: lease.Claim, mark: Callable[[Session, Video], str | None]
+) -> str | None:
+    """Write the final state if the claim still holds (else another run owns the row, or the
+    video was deleted: a deleted video is announced no more)."""
+    with transaction(ctx.sessions) as session:
+        if not claim.finish(session):
+            return None
+        row = session.get(Video, claim.row_id)
+        assert row is not None
+        return mark(session, row)
+
+
+def _failed(ctx: JobContext, session: Session, row: Video, error: str) -> str | None:
+    settings = ctx.settings
+    assert settings.api_key
+    return service.mark_failed(
+        session, row, service.FAILED, error, settings.public_url, settings.api_key
+    )
 
 
 def _audio(
-    deps: Deps, script: str | None, audio_url: str | None, work: Path
+    deps: JobContext, script: str | None, audio_url: str | None, work: Path
 ) -> tuple[np.ndarray, int, list[Phone] | None]:
     """The speech, its rate, and its phones when the script gives them (else None: the render
     recognises them while it renders). Neither the voice nor the decoder ever makes more than
@@ -193,7 +211,7 @@ def _length_problem(seconds: str) -> str:
     )
 
 
-def _fetch(deps: Deps, url: str, path: Path, field: str) -> None:
+def _fetch(deps: JobContext, url: str, path: Path, field: str) -> None:
     """Download a user-supplied URL under the same limits as training videos; one of our own
     uploads is copied from storage, with no network fetch."""
     settings = deps.settings
@@ -219,7 +237,7 @@ def _fetch(deps: Deps, url: str, path: Path, field: str) -> None:
         raise RenderFailure(f"could not download {field}: {exc}") from exc
 
 
-def _background(deps: Deps, url: str | None, work: Path) -> Path | None:
+def _background(deps: JobContext, url: str | None, work: Path) -> Path | None:
     if not url:
         return None
     path = work / "background.input"
@@ -232,33 +250,20 @@ def _background(deps: Deps, url: str | None, work: Path) -> Path | None:
 
 
 class _Progress:
-    """generation_progress from RENDER_FROM_PCT to 95 as the frames come, written every 5."""
+    """generation_progress from RENDER_FROM_PCT to 95 as the frames come, written every 5
+    (each write renews the lease)."""
 
-    def __init__(self, deps: Deps, video_id: str) -> None:
-        self.deps, self.video_id = deps, video_id
+    def __init__(self, claim: lease.Claim) -> None:
+        self.claim = claim
         self.last_pct = RENDER_FROM_PCT
 
     def __call__(self, done: int, total: int) -> None:
         pct = min(95, RENDER_FROM_PCT + int((95 - RENDER_FROM_PCT) * done / total))
         if pct >= self.last_pct + 5:
             self.last_pct = pct
-            _progress(self.deps, self.video_id, pct)
+            self.claim.update(generation_progress=pct)
 
 
-def _progress(deps: Deps, video_id: str, pct: int) -> None:
-    with transaction(deps.sessions) as session:
-        row = session.get(Video, video_id)
-        if row is not None and row.status == "generating":
-            row.generation_progress = pct
-
-
-def _renew(deps: Deps, video_id: str) -> None:
-    with transaction(deps.sessions) as session:
-        row = session.get(Video, video_id)
-        if row is not None and row.status == "generating":
-            row.lease_expires_at = utcnow() + timedelta(seconds=deps.settings.job_lease_s)
-
-
-def _send(deps: Deps, event_id: str | None) -> None:
+def _send(ctx: JobContext, event_id: str | None) -> None:
     if event_id:
-        deps.queue.enqueue(WEBHOOK_JOB, event_id)
+        ctx.queue.enqueue(WEBHOOK_JOB, event_id)

@@ -4,19 +4,22 @@ every attempt. A dead callback URL never affects the replica or video it reports
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
+from likeness.jobs import lease
 from likeness.kit import ids
-from likeness.kit.clock import utcnow_aware
+from likeness.kit.clock import utcnow, utcnow_aware
 from likeness.kit.db import transaction
 from likeness.kit.safe_url import CheckedTransport, Unresolvable, UnsafeUrl, check_url
 from likeness.models import WebhookAttempt, WebhookEvent
 from likeness.webhooks.signing import body_of, signed_headers
 
 JOB = "webhook.deliver"
+DELIVERY = lease.Kind(JOB, WebhookEvent, lambda: WebhookEvent.status == "pending")
 
 
 def record(session: Session, url: str, payload: dict[str, Any], subject_id: str) -> str:
@@ -42,14 +45,20 @@ def deliver(
     retry_delays_s: list[float],
     timeout_s: float,
     allow_private: bool,
+    lease_s: float = 60.0,
 ) -> Outcome:
-    """One delivery attempt, recorded. Says whether and when to try again: never for a URL
-    refused as private (no later attempt would be let through either)."""
+    """One delivery attempt, under a lease (so a worker dying mid-way or holding the retry
+    loses nothing), recorded. Says whether and when to try again: never for a URL refused as
+    private (no later attempt would be let through either)."""
+    lease_s = max(lease_s, 3 * timeout_s)  # one POST never outlives its claim
     with transaction(sessions) as session:
+        until = lease.acquire(session, DELIVERY, event_id, lease_s)
         event = session.get(WebhookEvent, event_id)
-        if event is None or event.status != "pending":
-            return Outcome(delivered=event is not None, retry_in_s=None)
-        url, payload, attempt = event.url, dict(event.payload), event.attempts + 1
+        if until is None or event is None:
+            delivered = event is not None and event.status == "delivered"
+            return Outcome(delivered=delivered, retry_in_s=None)
+        url, payload, attempt = event.url, dict(event.payload), event.attempts
+    claim = lease.Claim(sessions, DELIVERY, event_id, until, lease_s)
 
     status_code: int | None = None
     error: str | None = None
@@ -74,17 +83,17 @@ def deliver(
 
     delivered = error is None
     give_up = refused or (not delivered and attempt > len(retry_delays_s))
+    retry_in_s = None if delivered or give_up else retry_delays_s[attempt - 1]
     with transaction(sessions) as session:
         session.add(
             WebhookAttempt(event_id=event_id, attempt=attempt, status_code=status_code, error=error)
         )
-        event = session.get(WebhookEvent, event_id)
-        assert event is not None
-        event.attempts = attempt
-        if delivered:
-            event.status = "delivered"
-        elif give_up:
-            event.status = "failed"
-    if delivered or give_up:
-        return Outcome(delivered=delivered, retry_in_s=None)
-    return Outcome(delivered=False, retry_in_s=retry_delays_s[attempt - 1])
+        if retry_in_s is None:
+            if claim.finish(session):
+                event = session.get(WebhookEvent, event_id)
+                assert event is not None
+                event.status = "delivered" if delivered else "failed"
+        else:  # held until the retry is due: if its message is lost, the sweep re-sends it
+            due = utcnow() + timedelta(seconds=retry_in_s)
+            claim.finish(session, lease_expires_at=due, last_error=error)
+    return Outcome(delivered=delivered, retry_in_s=retry_in_s)

@@ -3,24 +3,21 @@ or the schedule (settings.webhook_retry_delays_s) runs out."""
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from likeness.config import Settings
-from likeness.jobs.queue import JobQueue
+from likeness.jobs.context import JobContext
 from likeness.webhooks.service import JOB, deliver
 
 
-def deliver_job(
-    sessions: sessionmaker[Session], settings: Settings, queue: JobQueue, event_id: str
-) -> None:
+def deliver_job(ctx: JobContext, event_id: str) -> None:
+    settings = ctx.settings
     assert settings.webhook_secret
     outcome = deliver(
-        sessions,
+        ctx.sessions,
         event_id,
         secret=settings.webhook_secret,
         retry_delays_s=settings.webhook_retry_delays_s,
         timeout_s=settings.webhook_timeout_s,
         allow_private=settings.allow_private_urls,
+        lease_s=ctx.lease_s,
     )
     if outcome.retry_in_s is not None:
-        queue.enqueue(JOB, event_id, countdown=outcome.retry_in_s)
+        ctx.queue.enqueue(JOB, event_id, countdown=outcome.retry_in_s)

@@ -1,5 +1,6 @@
 """The embedded worker of ``likeness serve``: a child process, restarted if it dies (its
-unfinished jobs are then recovered by the lease sweep), stopped with the server."""
+unfinished jobs are then recovered by the lease sweep, see worker.py), stopped with the
+server."""
 
 from __future__ import annotations
 

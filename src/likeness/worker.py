@@ -1,0 +1,105 @@
+"""The worker (``likeness worker``), a composition root beside runtime.py: it builds one
+JobContext, registers the jobs on Celery by name, wires what features must not know of each
+other (a video waits for its replica's training), and sweeps for work a dead worker left."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import datetime
+from functools import partial
+
+from celery import Celery
+
+from likeness.jobs import lease
+from likeness.jobs.context import JobContext
+from likeness.kit.clock import utcnow
+from likeness.kit.db import transaction
+from likeness.replica import tasks as replica_tasks
+from likeness.runtime import Runtime
+from likeness.video import tasks as video_tasks
+from likeness.webhooks import service as webhooks
+from likeness.webhooks import tasks as webhook_tasks
+
+log = logging.getLogger(__name__)
+
+# Every leased job: a training, a render, a callback delivery.
+LEASED = (replica_tasks.TRAINING, video_tasks.RENDERING, webhooks.DELIVERY)
+
+
+def job_context(runtime: Runtime) -> JobContext:
+    return JobContext(runtime.sessions, runtime.storage, runtime.settings, runtime.queue)
+
+
+def register(runtime: Runtime) -> Celery:
+    celery = runtime.queue.celery
+    ctx = job_context(runtime)
+    training_ended = partial(video_tasks.release_waiting, ctx)
+
+    @celery.task(name="replica.train", ignore_result=True)  # type: ignore[untyped-decorator]
+    def train(replica_id: str) -> None:
+        replica_tasks.train(ctx, replica_id, training_ended)
+
+    @celery.task(name="video.render", ignore_result=True)  # type: ignore[untyped-decorator]
+    def render(video_id: str) -> None:
+        video_tasks.render(ctx, video_id)
+
+    @celery.task(name="webhook.deliver", ignore_result=True)  # type: ignore[untyped-decorator]
+    def deliver(event_id: str) -> None:
+        webhook_tasks.deliver_job(ctx, event_id)
+
+    return celery
+
+
+def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]:
+    """Re-send, once, every job whose holder died (a lease lapsed by more than half a lease:
+    a running job's worker, or the worker that held a scheduled retry). Queued jobs are not
+    lost and are left alone. Then drop the messages the broker keeps after delivery."""
+    now = now or utcnow()
+    with transaction(ctx.sessions) as session:
+        lost = [
+            (kind.job, row_id)
+            for kind in LEASED
+            for row_id in lease.sweep(session, kind, now, ctx.lease_s / 2)
+        ]
+    for job, row_id in lost:
+        log.warning("%s %s: its worker stopped; re-sent", job, row_id)
+    ctx.send(*lost)
+    ctx.queue.drop_consumed()
+    return lost
+
+
+def start_sweeper(ctx: JobContext) -> threading.Event:
+    """Sweep now, then every half lease. Set the event to stop."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while True:
+            try:
+                sweep(ctx)
+            except Exception:
+                log.warning("stale-job sweep failed", exc_info=True)
+            if stop.wait(max(1.0, ctx.lease_s / 2)):
+                return
+
+    threading.Thread(target=loop, daemon=True, name="stale-job-sweeper").start()
+    return stop
+
+
+def run_worker(runtime: Runtime, concurrency: int, loglevel: str = "INFO") -> None:
+    celery = register(runtime)
+    stop = start_sweeper(job_context(runtime))
+    try:
+        celery.worker_main(
+            [
+                "worker",
+                f"--concurrency={concurrency}",
+                f"--loglevel={loglevel}",
+                "--pool=threads" if concurrency > 1 else "--pool=solo",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
+        )
+    finally:
+        stop.set()
