@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from likeness.app import create_app
 from likeness.config import Settings
 from likeness.jobs.context import JobContext
+from likeness.kit.db import MAX_PAGE
 from likeness.replica import tasks
 from likeness.runtime import Runtime, build_runtime
 from likeness.worker import register
@@ -103,3 +104,24 @@ def test_redis_broker_carries_jobs_to_a_worker(
             time.sleep(0.2)
     assert receiver.received()[0]["json"] == {"replica_id": replica_id, "status": "ready"}
     runtime.close()
+
+
+def test_postgres_gets_no_input_it_cannot_hold(pg_runtime: Runtime) -> None:
+    """What overflowed on PostgreSQL (an OFFSET past bigint, a name past its column, a lone
+    surrogate, a long Content-Type) is refused with a 400 before it gets there."""
+    with TestClient(create_app(runtime=pg_runtime), headers={"x-api-key": API_KEY}) as client:
+        for path in ("/v2/replicas", "/v2/videos"):
+            last = client.get(path, params={"page": MAX_PAGE, "limit": 1000})
+            assert last.status_code == 200 and last.json()["data"] == []
+            assert client.get(path, params={"page": 10**19}).status_code == 400
+        video = {"train_video_url": "https://example.com/v.mp4"}
+        named = client.post("/v2/replicas", json=video | {"replica_name": "n" * 255})
+        assert named.status_code == 200
+        assert client.post("/v2/replicas", json=video | {"replica_name": "n" * 256}).is_client_error
+        lone = b'{"train_video_url": "https://example.com/v.mp4", "replica_name": "\\ud800"}'
+        headers = {"content-type": "application/json"}
+        assert client.post("/v2/replicas", content=lone, headers=headers).status_code == 400
+        kind = "video/mp4; x=" + "a" * 200
+        upload = client.post("/v2/uploads", files={"file": ("v.mp4", b"\0" * 10, kind)})
+        assert upload.status_code == 400
+        assert client.get("/v2/replicas").json()["total_count"] == 1

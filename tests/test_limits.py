@@ -3,8 +3,10 @@ can be made to do unbounded work by the size of what it is sent."""
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from collections.abc import Iterator
+from dataclasses import asdict
 from fractions import Fraction
 from pathlib import Path
 
@@ -20,6 +22,7 @@ from likeness.media.audio import read_audio, stated_duration_s
 from likeness.models import Replica, Video
 from likeness.runtime import Runtime
 from likeness.training import pipeline
+from likeness.training.stages import download, fit, probe, track
 from likeness.video import service
 from likeness.video import tasks as video_tasks
 
@@ -268,3 +271,24 @@ def test_a_training_video_too_long_is_refused_at_probe(tmp_path: Path) -> None:
         pipeline.run(job)
     assert failure.value.failure_type == "video_duration"
     assert failure.value.detail == "12.0 s > 10 s (too long)"
+
+
+def test_an_upload_content_type_is_bounded(client: TestClient) -> None:
+    kind = "video/mp4; x=" + "a" * 200
+    response = client.post("/v2/uploads", files={"file": ("v.mp4", b"\0" * 10, kind)})
+    assert response.status_code == 400
+    assert _error(response) == "The file's Content-Type is longer than 128 characters"
+
+
+def test_later_stages_decode_no_more_than_the_probe_accepted(tmp_path: Path) -> None:
+    """A container that understates its length (here: its probe record says 5 s of a 12 s
+    clip) cannot make tracking or the audio reads decode past what the probe accepted."""
+    limits = pipeline.Limits(min_duration_s=5.0)
+    job = local_job(FIXTURES / "short_talk.mp4", tmp_path, limits=limits)
+    download.run(job.train_video_url, tmp_path, limits, job.resolve_upload)
+    info = probe.run(tmp_path, limits)
+    assert info.duration_s == pytest.approx(12.0) and info.fps == pytest.approx(25.0)
+    (tmp_path / probe.PROBE).write_text(json.dumps(asdict(info) | {"duration_s": 5.0}))
+    assert track.run(tmp_path, limits, lambda _f: None).n_frames == (5 + 1) * 25 + 1
+    audio = fit.training_input(tmp_path).audio
+    assert len(audio) == pytest.approx(6.0 * 16000, abs=2048)

@@ -21,6 +21,7 @@ from likeness.storage.base import BlobStore
 
 _UPLOAD_PATH = re.compile(r"^/v2/uploads/(u[0-9a-f]{12})/?$")
 CHUNK = 1 << 20
+CONTENT_TYPE_CHARS = 128  # its column's size
 
 
 def safe_filename(name: str | None) -> str:
@@ -37,6 +38,8 @@ def store(
     content_type: str | None,
     max_bytes: int,
 ) -> Upload:
+    if content_type and len(content_type) > CONTENT_TYPE_CHARS:
+        raise BadRequest(f"The file's Content-Type is longer than {CONTENT_TYPE_CHARS} characters")
     upload_id = ids.upload_id()
     name = safe_filename(filename)
     key = f"uploads/{upload_id}/{name}"

@@ -24,7 +24,7 @@ def training_input(work_dir: Path) -> TrainingInput:
     info = probe.load(work_dir)
     face_track = track.load(work_dir)
     try:
-        audio, rate = read_audio(work_dir / SOURCE, 16000)
+        audio, rate = read_audio(work_dir / SOURCE, 16000, probe.audio_up_to_s(info))
     except Undecodable as exc:
         raise TrainingFailure("audio_processing", str(exc)) from exc
     if audio.size == 0:

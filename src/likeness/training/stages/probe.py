@@ -44,5 +44,17 @@ def run(work_dir: Path, limits: Limits) -> MediaInfo:
     return info
 
 
+def audio_up_to_s(info: MediaInfo) -> float:
+    """The most seconds of audio a later stage decodes: the duration the probe accepted and a
+    second more, so a container that understates its length cannot make them decode more."""
+    return info.duration_s + 1.0
+
+
+def frames_at_most(info: MediaInfo) -> int:
+    """The most frames a later stage decodes: the accepted duration and a second more, at the
+    stated rate (taken as at most 120 fps, whatever the header says)."""
+    return int(audio_up_to_s(info) * min(info.fps, 120.0)) + 1
+
+
 def load(work_dir: Path) -> MediaInfo:
     return MediaInfo(**json.loads((work_dir / PROBE).read_text()))

@@ -5,6 +5,7 @@ failure."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,7 +36,7 @@ def run(work_dir: Path, limits: Limits, on_progress: Callable[[float], None]) ->
     stats, faces, hands = FrameStats(), FaceCounter(), HandWatch()
     try:
         result = track(
-            iter_frames(work_dir / SOURCE),
+            islice(iter_frames(work_dir / SOURCE), probe.frames_at_most(info)),
             hint,
             on_progress,
             observers=[lambda _i, rgb: stats.add(rgb)],

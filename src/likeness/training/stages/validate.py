@@ -27,7 +27,7 @@ def measure(work_dir: Path) -> checks.Measures:
     face_track = track.load(work_dir)
     stats = track.load_measures(work_dir)
     try:
-        audio, _ = read_audio(work_dir / SOURCE, SAMPLE_RATE_HZ)
+        audio, _ = read_audio(work_dir / SOURCE, SAMPLE_RATE_HZ, probe.audio_up_to_s(info))
     except Undecodable as exc:
         raise TrainingFailure("audio_processing", str(exc)) from exc
     features = relative_features(audio, info.fps)
