@@ -1,12 +1,13 @@
-"""Upload-check speed: wall time of probe + tracking + every check for the 2-minute 720p clip
-(target: under 30 s on 2 cores).
+"""Upload-check speed: wall time of ``check_video`` (probe, tracking and every check; the
+same code as `likeness check` and the training job) for the real clip and the 2-minute 720p
+clip (target: under 30 s on 2 cores), without and with the spoken-consent check (neither clip
+says the statement, so with it both fail consent after every check has run).
 
     .venv/bin/python benchmarks/checks.py
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 import tempfile
 import time
@@ -18,22 +19,28 @@ from _clips import OUT, REAL, two_minute_720p
 
 
 def main() -> None:
-    from likeness.training import checks, pipeline
-    from likeness.training.stages import download, probe, track, validate
+    from likeness.training import pipeline
+    from likeness.training.limits import Limits
+    from likeness.training.workspace import Workspace
 
-    limits = pipeline.Limits()
-    print(f"{'clip':<22} {'video s':>8} {'check s':>8}  failing")
+    print(f"{'clip':<22} {'consent':<9} {'video s':>8} {'check s':>8}  failing")
     for video in (REAL, two_minute_720p()):
-        with tempfile.TemporaryDirectory(dir=OUT) as folder:
-            work = Path(folder)
-            shutil.copyfile(video, work / download.SOURCE)
-            started = time.perf_counter()
-            info = probe.run(work, limits)
-            track.run(work, limits, lambda _f: None)
-            results = checks.run(validate.measure(work), limits.checks)
-            took = time.perf_counter() - started
-        failing = ", ".join(r.check for r in results if not r.passed) or "none"
-        print(f"{video.name:<22} {info.duration_s:>8.1f} {took:>8.1f}  {failing}")
+        for policy in ("off", "required"):
+            with tempfile.TemporaryDirectory(dir=OUT) as folder:
+                job = pipeline.Job(
+                    replica_id="rbench",
+                    train_video_url="http://bench.invalid/video",
+                    engine="mouthbank",
+                    work_dir=Path(folder),
+                    limits=Limits(consent_policy=policy),  # type: ignore[arg-type]
+                    resolve_upload=lambda _u, v=video: v,
+                )
+                started = time.perf_counter()
+                verdict = pipeline.check_video(job)
+                took = time.perf_counter() - started
+                info = Workspace(job.work_dir).media_info()
+            failing = ", ".join(c["check"] for c in verdict.checks if not c["passed"]) or "none"
+            print(f"{video.name:<22} {policy:<9} {info.duration_s:>8.1f} {took:>8.1f}  {failing}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Every clip in ../shared/data (plus a stacked two-face clip, a truncated file, a zero-byte
 file and a text file named .mp4) through the training pipeline up to the upload checks:
 the failure it ends in, Tavus's message, and the seconds from submission to that answer
-(target: under 30 s). Consent is off here so that each clip shows its own first failure.
+(target: under 30 s). Consent is off here so that each clip shows its own first failure
+(every check runs whichever fails first).
 
     .venv/bin/python benchmarks/negatives.py
 """
@@ -27,10 +28,6 @@ from likeness.training import failures, pipeline
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 
 
-class _Checked(Exception):
-    """Every check passed: stop before fitting."""
-
-
 def made(folder: Path) -> dict[str, Path]:
     """The negatives that are not files in shared/data, built from the real clip."""
     frames = list(iter_frames(REAL))[:1000]
@@ -51,27 +48,20 @@ def made(folder: Path) -> dict[str, Path]:
 
 
 def first_answer(video: Path, work: Path) -> tuple[str, float]:
-    done: list[str] = []
-
-    def stop_after_checks() -> None:
-        if "validate" in done:
-            raise _Checked
-
+    """check_video, as the training job runs it before fitting: its first failure, and the
+    seconds it took to answer."""
     job = pipeline.Job(
         replica_id="rneg",
         train_video_url="http://unused.invalid/clip.mp4",
         engine="mouthbank",
         work_dir=work,
         resolve_upload=lambda _u: video,
-        on_stage_done=lambda stage, _pct: done.append(stage),
-        check_cancelled=stop_after_checks,
     )
     started = time.perf_counter()
     try:
-        pipeline.run(job)
-        outcome = "completed"
-    except _Checked:
-        outcome = "passes every check"
+        verdict = pipeline.check_video(job)
+        failure = verdict.failure
+        outcome = failure.failure_type if failure is not None else "passes every check"
     except TrainingFailure as exc:
         outcome = exc.failure_type
     return outcome, time.perf_counter() - started

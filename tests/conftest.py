@@ -21,6 +21,7 @@ from likeness.app import create_app
 from likeness.config import Settings
 from likeness.runtime import Runtime, build_runtime
 from likeness.training import pipeline
+from likeness.training.limits import Limits
 
 FIXTURES = Path(__file__).parent / "fixtures"
 API_KEY = "test-key-0123456789"
@@ -36,7 +37,7 @@ def local_job(clip: Path, work_dir: Path, **fields: Any) -> pipeline.Job:
             "train_video_url": "http://unused.invalid/clip.mp4",
             "engine": "mouthbank",
             "work_dir": work_dir,
-            "limits": pipeline.Limits(min_duration_s=5.0),
+            "limits": Limits(min_duration_s=5.0),
             "resolve_upload": lambda _url: clip,
             **fields,
         }

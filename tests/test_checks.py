@@ -14,6 +14,7 @@ from likeness.errors import TrainingFailure
 from likeness.media.audio import read_audio
 from likeness.media.video import iter_frames, write_mp4
 from likeness.training import checks, failures, pipeline
+from likeness.training.stages import validate
 
 from .conftest import FIXTURES, local_job
 
@@ -60,8 +61,10 @@ def test_a_good_clip_passes_every_check(tmp_path: Path, footage: tuple) -> None:
     frames, audio, rate = footage
     artifacts = _train(tmp_path, frames, audio, rate)
     report = artifacts["checks"]
-    assert [c["check"] for c in report] == list(checks.ORDER)
+    assert [c["check"] for c in report] == list(validate.ORDER)
     assert all(c["passed"] for c in report), report
+    consent = report[validate.ORDER.index("consent_phrase_mismatch")]
+    assert consent["skipped"] == "the consent policy is off", consent
 
 
 @pytest.mark.parametrize(
@@ -122,10 +125,11 @@ def test_cli_check_reports_and_exits_nonzero_on_failure(
 
     monkeypatch.setenv("LIKENESS_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("LIKENESS_MIN_DURATION_S", "5")
+    monkeypatch.setenv("LIKENESS_CONSENT_POLICY", "off")  # tests/test_consent.py checks "on"
     runner = CliRunner()
     good = runner.invoke(app, ["check", str(FIXTURES / "short_talk.mp4")])
     assert good.exit_code == 0, good.output
-    assert good.output.count("ok  ") == len(checks.ORDER)
+    assert good.output.count("ok  ") == len(validate.ORDER)
     frames, audio, rate = footage
     stacked = tmp_path / "two.mp4"
     write_mp4(stacked, [np.hstack([x, x[:, ::-1]]) for x in frames], FPS, audio, rate, crf=26)

@@ -6,15 +6,25 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
+from likeness.cli.main import app
 from likeness.errors import TrainingFailure
+from likeness.jobs.context import JobContext
+from likeness.kit.db import transaction
 from likeness.media.audio import read_audio, resample
 from likeness.media.video import iter_frames, write_mp4
 from likeness.providers.tts_piper import synthesize
+from likeness.replica import service, tasks
+from likeness.replica.schemas import CreateReplica
+from likeness.runtime import Runtime
 from likeness.training import consent, failures, pipeline
+from likeness.training.limits import Limits
 
 from .conftest import FIXTURES, local_job
 
@@ -49,7 +59,7 @@ def _job(tmp_path: Path, clip: Path, consent_clip: Path | None = None) -> pipeli
         clip,
         tmp_path / "work",
         train_video_url="http://x.invalid/train.mp4",
-        consent_required=True,
+        limits=Limits(min_duration_s=5.0, consent_policy="required"),
         consent_video_url="http://x.invalid/consent.mp4" if consent_clip else None,
         resolve_upload=lambda url: local.get(url),
     )
@@ -69,8 +79,14 @@ def test_a_different_statement_fails_with_the_tavus_message(tmp_path: Path) -> N
     assert failures.message_for("consent_phrase_mismatch").startswith(
         "There was an issue processing your training file: Your consent phrase does not match"
     )
-    report = json.loads(caught.value.detail)["consent"]
+    report = _checks(caught.value)["consent_phrase_mismatch"]
+    assert not report["passed"] and report["threshold"] == ">= 0.60"
     assert report["score"] < 0.3 and len(report["heard"].split()) > 10  # it heard speech
+    assert report["source"] == "train_video_url" and report["ranges_s"][0][0] == 0.0
+
+
+def _checks(failure: TrainingFailure) -> dict[str, dict[str, Any]]:
+    return {c["check"]: c for c in json.loads(failure.detail)["checks"]}
 
 
 def test_no_statement_at_all_fails(tmp_path: Path) -> None:
@@ -85,6 +101,82 @@ def test_a_separate_consent_video_counts(tmp_path: Path) -> None:
     job = _job(tmp_path, plain, consent_clip=_clip(tmp_path, STATEMENT, "consent.mp4"))
     artifacts = pipeline.run(job)
     assert artifacts["consent"]["source"] == "consent_video_url"  # type: ignore[index]
+
+
+def test_no_face_and_no_statement_reports_both(tmp_path: Path) -> None:
+    """Tavus's message is the first failure's (consent); the report lists every failure."""
+    clip = tmp_path / "world.mp4"
+    shutil.copyfile(FIXTURES / "world.mp4", clip)
+    with pytest.raises(TrainingFailure) as caught:
+        pipeline.run(_job(tmp_path, clip))
+    assert caught.value.failure_type == "consent_phrase_mismatch"
+    failed = [name for name, c in _checks(caught.value).items() if not c["passed"]]
+    assert failed[:2] == ["consent_phrase_mismatch", "face_not_detected"], failed
+
+
+@pytest.mark.parametrize(
+    ("policy", "replica_type", "skipped"),
+    [
+        ("required", None, None),
+        ("required", "non_human", 'replica_type "non_human"'),
+        ("off", None, "the consent policy is off"),
+    ],
+)
+def test_the_verbose_view_shows_the_consent_report(
+    runtime: Runtime,
+    client: TestClient,
+    policy: str,
+    replica_type: str | None,
+    skipped: str | None,
+) -> None:
+    """A faceless clip without the statement: the error is consent's (or, with consent not
+    asked for, the face's); ``training_checks`` has consent's report, or why it was skipped,
+    beside the missing face."""
+    settings = runtime.settings.model_copy(update={"consent_policy": policy})
+    body = CreateReplica(train_video_url="http://127.0.0.1:9/gone.mp4", replica_type=replica_type)
+    with transaction(runtime.sessions) as session:
+        row = service.create(session, settings, body, "replica")
+        row.stage = "download"  # the video is already in place: no download
+        replica_id = row.id
+    work = runtime.storage.ensure_dir(service.work_key(replica_id))
+    shutil.copyfile(FIXTURES / "world.mp4", work / "source.media")
+    tasks.train(JobContext(runtime.sessions, runtime.storage, settings, runtime.queue), replica_id)
+
+    wire = client.get(f"/v2/replicas/{replica_id}", params={"verbose": True}).json()
+    assert wire["status"] == "error" and wire["replica_type"] == "user"
+    checks = {c["check"]: c for c in wire["training_checks"]}
+    assert not checks["face_not_detected"]["passed"]
+    entry = checks["consent_phrase_mismatch"]
+    if skipped is None:
+        assert wire["error_message"] == failures.MESSAGES["consent_phrase_mismatch"]
+        assert not entry["passed"] and entry["checked"]
+        assert entry["score"] < 0.3 and entry["threshold"] == ">= 0.60"
+        assert isinstance(entry["heard"], str) and entry["source"] == "train_video_url"
+        assert entry["ranges_s"] == [[0.0, 30.03]]
+    else:
+        assert wire["error_message"] == failures.MESSAGES["face_not_detected"]
+        assert entry["passed"] and not entry["checked"] and entry["skipped"] == skipped
+        assert skipped in entry["detail"]
+
+
+def test_cli_check_asks_for_consent_as_the_server_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIKENESS_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LIKENESS_MIN_DURATION_S", "5")
+    runner = CliRunner()
+    clip = str(FIXTURES / "short_talk.mp4")  # passes every other check, says no statement
+    refused = runner.invoke(app, ["check", clip])
+    assert refused.exit_code == 1, refused.output
+    assert "FAIL consent_phrase_mismatch" in refused.output and "heard: " in refused.output
+    assert failures.MESSAGES["consent_phrase_mismatch"] in refused.output
+    assert refused.output.count("FAIL") == 1, refused.output
+    non_human = runner.invoke(app, ["check", clip, "--type", "non_human"])
+    assert non_human.exit_code == 0, non_human.output
+    assert 'skipped: replica_type "non_human"' in non_human.output
+    monkeypatch.setenv("LIKENESS_CONSENT_POLICY", "off")
+    off = runner.invoke(app, ["check", clip])
+    assert off.exit_code == 0 and "skipped: the consent policy is off" in off.output
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,9 @@ can be made to do unbounded work by the size of what it is sent."""
 
 from __future__ import annotations
 
-import json
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -22,7 +21,8 @@ from likeness.media.audio import read_audio, stated_duration_s
 from likeness.models import Replica, Video
 from likeness.runtime import Runtime
 from likeness.training import pipeline
-from likeness.training.stages import download, fit, probe, track
+from likeness.training.limits import Limits
+from likeness.training.stages import download, probe, track
 from likeness.video import service
 from likeness.video import tasks as video_tasks
 
@@ -265,7 +265,7 @@ def test_decoding_stops_at_its_bound(tmp_path: Path) -> None:
 
 
 def test_a_training_video_too_long_is_refused_at_probe(tmp_path: Path) -> None:
-    limits = pipeline.Limits(min_duration_s=5.0, max_duration_s=10.0)  # short_talk is 12 s
+    limits = Limits(min_duration_s=5.0, max_duration_s=10.0)  # short_talk is 12 s
     job = local_job(FIXTURES / "short_talk.mp4", tmp_path, limits=limits)
     with pytest.raises(TrainingFailure) as failure:
         pipeline.run(job)
@@ -283,12 +283,14 @@ def test_an_upload_content_type_is_bounded(client: TestClient) -> None:
 def test_later_stages_decode_no_more_than_the_probe_accepted(tmp_path: Path) -> None:
     """A container that understates its length (here: its probe record says 5 s of a 12 s
     clip) cannot make tracking or the audio reads decode past what the probe accepted."""
-    limits = pipeline.Limits(min_duration_s=5.0)
-    job = local_job(FIXTURES / "short_talk.mp4", tmp_path, limits=limits)
-    download.run(job.train_video_url, tmp_path, limits, job.resolve_upload)
-    info = probe.run(tmp_path, limits)
+    job = local_job(FIXTURES / "short_talk.mp4", tmp_path, limits=Limits(min_duration_s=5.0))
+    ctx = pipeline.context(job)
+    for stage in (download.STAGE, probe.STAGE):
+        stage.run(ctx, lambda _f: None)
+    info = ctx.work.media_info()
     assert info.duration_s == pytest.approx(12.0) and info.fps == pytest.approx(25.0)
-    (tmp_path / probe.PROBE).write_text(json.dumps(asdict(info) | {"duration_s": 5.0}))
-    assert track.run(tmp_path, limits, lambda _f: None).n_frames == (5 + 1) * 25 + 1
-    audio = fit.training_input(tmp_path).audio
+    ctx.work.save_media_info(replace(info, duration_s=5.0))
+    track.STAGE.run(ctx, lambda _f: None)
+    assert ctx.work.face_track().n_frames == (5 + 1) * 25 + 1
+    audio = ctx.work.training_input().audio
     assert len(audio) == pytest.approx(6.0 * 16000, abs=2048)

@@ -3,6 +3,7 @@ string. The pipeline runs for real (download over HTTP, PyAV, FaceMesh)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from likeness.errors import TrainingFailure
 from likeness.kit import safe_url
 from likeness.media import download
 from likeness.training import failures, pipeline
+from likeness.training.limits import Limits
+from likeness.training.stages import validate
 
 from .conftest import PUBLIC_IP, Dns, Receiver
 
@@ -26,9 +29,7 @@ def _run(url: str, tmp_path: Path, **limits: object) -> TrainingFailure:
         train_video_url=url,
         engine="mouthbank",
         work_dir=tmp_path / "work",
-        limits=pipeline.Limits(
-            allow_private_urls=True, download_attempts=1, download_timeout_s=5, **limits
-        ),  # type: ignore[arg-type]
+        limits=Limits(allow_private_urls=True, download_attempts=1, download_timeout_s=5, **limits),  # type: ignore[arg-type]
     )
     with pytest.raises(TrainingFailure) as caught:
         pipeline.run(job)
@@ -61,6 +62,11 @@ def test_too_short(served: tuple[str, Path], tmp_path: Path) -> None:
     assert failures.message_for("video_duration").endswith(
         "does not meet the minimum duration requirement for training"
     )
+    # every other check still ran, so the person learns everything about the clip at once
+    report = {c["check"]: c for c in json.loads(failure.detail)["checks"]}
+    assert list(report) == list(validate.ORDER)
+    assert report["video_duration"]["value"] == pytest.approx(2.4, abs=0.1)
+    assert report["face_not_detected"]["passed"], report["face_not_detected"]
 
 
 def test_low_frame_rate(served: tuple[str, Path], tmp_path: Path) -> None:
@@ -90,6 +96,9 @@ def test_damaged_files(
 def test_no_face(served: tuple[str, Path], tmp_path: Path) -> None:
     failure = _run(f"{served[0]}/world.mp4", tmp_path)
     assert failure.failure_type == "face_not_detected"
+    report = {c["check"]: c for c in json.loads(failure.detail)["checks"]}
+    assert report["face_not_detected"]["value"] < 0.1  # FaceMesh sees a face in a few frames
+    assert report["face_not_detected"]["ranges_s"][0][0] == 0.0  # where it is missing
     assert "Face not detected because it appeared too small" in failures.message_for(
         failure.failure_type
     )
@@ -114,7 +123,7 @@ def test_private_addresses_are_refused_by_default(served: tuple[str, Path], tmp_
         train_video_url=f"{served[0]}/talking_unsynced.mp4",
         engine="mouthbank",
         work_dir=tmp_path / "work",
-        limits=pipeline.Limits(allow_private_urls=False, download_attempts=1),
+        limits=Limits(allow_private_urls=False, download_attempts=1),
     )
     with pytest.raises(TrainingFailure) as caught:
         pipeline.run(job)

@@ -127,47 +127,66 @@ def render(
 
 
 @app.command()
-def check(video: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
-    """Run the upload checks on a local video in seconds (no server) and print a report."""
-    import shutil
+def check(
+    video: Path = typer.Argument(..., exists=True, dir_okay=False),
+    replica_type: str = typer.Option(
+        "user", "--type", help='"non_human" asks for no spoken consent, as on the server.'
+    ),
+    consent_video: Path | None = typer.Option(
+        None, "--consent-video", exists=True, dir_okay=False, help="A separate consent clip."
+    ),
+) -> None:
+    """Run the server's checks on a local video (no server needed) and print a report: every
+    check, spoken consent included under the same settings (LIKENESS_CONSENT_POLICY)."""
     import tempfile
 
     from likeness.errors import TrainingFailure
     from likeness.replica.tasks import limits_from
-    from likeness.training import checks, failures
-    from likeness.training.stages import download, probe, track, validate
+    from likeness.training import failures, pipeline
+    from likeness.training.workspace import Workspace
 
+    if replica_type not in ("user", "non_human"):
+        raise typer.BadParameter('use "user" or "non_human"', param_hint="--type")
     settings = _settings()
-    limits = limits_from(settings)
     scratch = settings.resolved_data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
+    local = {"file:video": video, "file:consent": consent_video}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
-        work = Path(folder)
-        shutil.copyfile(video, work / download.SOURCE)
+        job = pipeline.Job(
+            replica_id="check",
+            train_video_url="file:video",
+            engine="",  # nothing is fitted
+            work_dir=Path(folder),
+            limits=limits_from(settings),
+            non_human=replica_type == "non_human",
+            consent_video_url="file:consent" if consent_video else None,
+            resolve_upload=local.get,
+        )
         try:
-            info = probe.run(work, limits)
-            track.run(work, limits, lambda _f: None)
-            results = checks.run(validate.measure(work), limits.checks)
+            verdict = pipeline.check_video(job)
         except TrainingFailure as failure:
             typer.echo(f"FAIL {failures.public_type(failure.failure_type)}: {failure.detail}")
             typer.echo(f"     {failures.message_for(failure.failure_type)}")
             raise typer.Exit(1) from failure
+        info = Workspace(job.work_dir).media_info()
     took = time.perf_counter() - started
     typer.echo(
         f"{video.name}: {info.duration_s:.1f} s, {info.width}x{info.height} "
         f"@ {info.fps:.2f} fps, checked in {took:.1f} s"
     )
-    for r in results:
-        where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in r.ranges_s[:5])
-        mark = "ok  " if r.passed else "FAIL"
+    for entry in verdict.checks:
+        where = ", ".join(f"{a:.1f}-{b:.1f} s" for a, b in entry["ranges_s"][:5])
+        mark = "ok  " if entry["passed"] else "FAIL"
         typer.echo(
-            f"  {mark} {r.check:<28} {r.value:>8.3f}  (want {r.threshold})  {r.detail}"
-            + (f"  at {where}" if where and not r.passed else "")
+            f"  {mark} {entry['check']:<28} {entry['value']:>8.3f}  "
+            f"(want {entry['threshold'] or '-'})  {entry['detail']}"
+            + (f"  at {where}" if where and not entry["passed"] else "")
         )
-    failed = checks.first_failure(results)
-    if failed is not None:
-        typer.echo(f"error_message: {failures.message_for(failed.check)}")
+        if entry.get("checked"):  # the consent statement: what was heard
+            typer.echo(f'       heard: "{entry["heard"]}"')
+    if verdict.failure is not None:
+        typer.echo(f"error_message: {failures.message_for(verdict.failure.failure_type)}")
         raise typer.Exit(1)
 
 

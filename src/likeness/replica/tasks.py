@@ -21,7 +21,7 @@ from likeness.kit.db import transaction
 from likeness.models import Replica
 from likeness.replica import repository, service
 from likeness.training import pipeline
-from likeness.training.checks import Thresholds
+from likeness.training.limits import Limits, Thresholds
 from likeness.upload import service as uploads
 from likeness.webhooks.service import JOB as WEBHOOK_JOB
 
@@ -40,8 +40,8 @@ def _nothing_waits(_session: Session, _replica: Replica) -> list[tuple[str, str]
     return []
 
 
-def limits_from(settings: Settings) -> pipeline.Limits:
-    return pipeline.Limits(
+def limits_from(settings: Settings) -> Limits:
+    return Limits(
         max_download_bytes=settings.max_download_bytes,
         download_timeout_s=settings.download_timeout_s,
         download_attempts=settings.download_attempts,
@@ -50,6 +50,7 @@ def limits_from(settings: Settings) -> pipeline.Limits:
         min_fps=settings.min_fps,
         min_face_share=settings.min_face_share,
         checks=thresholds_from(settings),
+        consent_policy=settings.consent_policy,
         consent_min_score=settings.consent_min_score,
     )
 
@@ -78,9 +79,7 @@ def train(ctx: JobContext, replica_id: str, ended: TrainingEnded = _nothing_wait
             messages = [*_gave_up(session, replica), *ended(session, replica)]
         url, engine, finished = replica.train_video_url, replica.engine, replica.stage
         consent_url = replica.consent_video_url
-        consent_required = settings.consent_policy == "required" and not bool(
-            replica.properties.get("non_human")
-        )
+        non_human = bool(replica.properties.get("non_human"))
     if gave_up:
         ctx.send(*messages)
         return
@@ -91,7 +90,7 @@ def train(ctx: JobContext, replica_id: str, ended: TrainingEnded = _nothing_wait
         engine=engine,
         work_dir=ctx.storage.ensure_dir(service.work_key(replica_id)),
         limits=limits_from(settings),
-        consent_required=consent_required,
+        non_human=non_human,
         consent_video_url=consent_url,
         on_stage_done=lambda stage, pct: _progress(claim, pct, stage),
         on_progress=lambda pct: _progress(claim, pct, None),

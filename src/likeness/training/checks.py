@@ -30,6 +30,7 @@ from scipy.ndimage import uniform_filter1d
 from likeness.face import landmarks as lm
 from likeness.face.hands import share_inside as hand_share_inside
 from likeness.face.tracker import FaceTrack
+from likeness.training.limits import Thresholds
 
 # Tavus's order (spec §3.3): when several checks fail, the first here is reported.
 ORDER = (
@@ -46,25 +47,6 @@ ORDER = (
     "face_turned_away",
     "poor_lighting",
 )
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    hidden_share: float = 0.1  # frames where the face tracker lost the face
-    hand_in_face: float = 0.25  # share of one hand's 21 points inside the face outline
-    hand_share: float = 0.1  # sampled face frames with such a hand
-    cut_change: float = 25.0  # grey levels; also at least 8x the video's median change
-    second_face_share: float = 0.2
-    turned_yaw: float = 0.3
-    turned_share: float = 0.25
-    min_face_height: float = 0.08  # inter-ocular distance / frame height
-    max_face_height: float = 0.45
-    distance_range: float = 0.7  # ln(p95 / p5) of the inter-ocular distance
-    lighting_range: float = 60.0  # grey levels of the 1 s mean brightness
-    min_brightness: float = 35.0
-    min_speech_share: float = 0.1
-    min_snr_db: float = 15.0
-    max_movement: float = 1.0  # p95 distance of the head from its usual place, in IODs
 
 
 @dataclass(frozen=True)
@@ -208,8 +190,8 @@ def _sampled(m: Measures, frames: np.ndarray, flags: np.ndarray) -> np.ndarray:
 
 
 def _hidden(m: Measures, t: Thresholds) -> CheckResult:
-    """The face out of view or covered by something for part of the video (under half of it
-    fails earlier, in face tracking, with the "face not detected" message)."""
+    """The face out of view or covered by something for part of the video (in over half of
+    it, the "face not detected" check fails too, and its message comes first)."""
     hidden = ~m.track.present
     share = float(hidden.mean()) if len(hidden) else 0.0
     return _at_most(
@@ -269,8 +251,11 @@ def _face_points(m: Measures) -> np.ndarray:
 
 def _distance(m: Measures, t: Thresholds) -> list[CheckResult]:
     points = _face_points(m)
-    if len(points) == 0:
-        return []
+    if len(points) == 0:  # no face at all: reported by the face check, not here
+        return [
+            CheckResult("improper_distance", True, 0.0, "", "no face"),
+            CheckResult("inconsistent_distance", True, 0.0, "", "no face"),
+        ]
     iod = lm.inter_ocular(points) / max(1, m.track.height)
     size = float(np.median(iod))
     spread = float(np.log(np.percentile(iod, 95) / np.percentile(iod, 5)))

@@ -1,17 +1,22 @@
-"""The training pipeline: ordered stages, progress ``N/100`` after each, resumable.
+"""The training pipeline: an ordered list of stages, progress ``N/100`` after each, resumable.
 
-Each stage is a plain function that reads what earlier stages left in the work directory and
-writes its own output there, so a job that dies mid-way resumes from its last finished stage
-in any worker. The pipeline knows nothing of HTTP, databases or settings.
+Each stage (training/stage.py) reads what earlier stages left in the work directory
+(training/workspace.py) and writes its own output there, so a job that dies mid-way resumes
+after its last finished stage in any worker. The first stages, up to the checks' verdict, are
+``check_video``: what `likeness check`, the training job and the benchmarks all run. The
+pipeline knows nothing of HTTP, databases or settings.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from likeness.training.checks import Thresholds
+from likeness.errors import TrainingFailure
+from likeness.training.limits import Limits
+from likeness.training.stage import Context, Stage
 from likeness.training.stages import (
     consent,
     download,
@@ -22,34 +27,34 @@ from likeness.training.stages import (
     track,
     validate,
 )
+from likeness.training.workspace import Workspace
 
-
-@dataclass(frozen=True)
-class Limits:
-    max_download_bytes: int = 750 * 1024 * 1024
-    download_timeout_s: float = 30.0
-    download_attempts: int = 3
-    allow_private_urls: bool = False
-    min_duration_s: float = 30.0
-    max_duration_s: float = 600.0
-    min_fps: float = 20.0
-    min_face_share: float = 0.5
-    checks: Thresholds = field(default_factory=Thresholds)
-    consent_min_score: float = 0.6
+STAGES: tuple[Stage, ...] = (
+    download.STAGE,
+    probe.STAGE,
+    consent.STAGE,
+    track.STAGE,
+    validate.STAGE,
+    fit.STAGE,
+    report.STAGE,
+    package.STAGE,
+)
+CHECKED = STAGES.index(validate.STAGE) + 1  # check_video runs STAGES[:CHECKED]
 
 
 @dataclass
 class Job:
-    """One replica's training: where it works and whom it tells about progress."""
+    """One replica's training: its inputs, where it works and whom it tells about progress."""
 
     replica_id: str
     train_video_url: str
     engine: str
     work_dir: Path
     limits: Limits = field(default_factory=Limits)
-    # Spoken consent: checked when required (in the training video's first 40 s, or in the
-    # separate consent video when one is given).
-    consent_required: bool = False
+    # replica_type "non_human": no spoken consent is asked for (limits.consent_policy says
+    # whether it is asked of the others).
+    non_human: bool = False
+    # A separate clip with the consent statement (else the training video's first 40 s).
     consent_video_url: str | None = None
     # Called with (stage name, progress 0..100) after every finished stage.
     on_stage_done: Callable[[str, int], None] = lambda _stage, _pct: None
@@ -61,57 +66,64 @@ class Job:
     check_cancelled: Callable[[], None] = lambda: None
 
 
-# (name, progress when done, progress when it starts)
-STAGES: tuple[tuple[str, int, int], ...] = (
-    ("download", 10, 0),
-    ("probe", 15, 10),
-    ("consent", 20, 15),
-    ("track", 55, 20),
-    ("validate", 60, 55),
-    ("fit", 85, 60),
-    ("report", 95, 85),
-    ("package", 100, 95),
-)
+@dataclass(frozen=True)
+class Verdict:
+    """Every check's result (checks.json's entries, in order) and the first failure."""
+
+    checks: list[dict[str, Any]]
+    failure: TrainingFailure | None
+
+
+def check_video(job: Job, finished: str | None = None) -> Verdict:
+    """Fetch the video and run every check on it, consent included when the limits ask for
+    it. A check that fails does not stop the others; a file that cannot be checked at all
+    (unreachable, too large, not a video, no audio stream, no frame) raises TrainingFailure."""
+    _run(job, STAGES[:CHECKED], finished)
+    report = Workspace(job.work_dir).checks()
+    return Verdict(report, validate.failure(report))
 
 
 def run(job: Job, finished: str | None = None) -> dict[str, object]:
     """Run every stage after ``finished`` (the last stage a previous attempt completed).
 
-    Returns the artifacts that the package stage lists. Raises TrainingFailure for bad input.
+    Returns the artifacts that the package stage lists. Raises TrainingFailure for bad input,
+    with Tavus's type for the first failed check and every check's result in its detail.
     """
-    names = [name for name, _, _ in STAGES]
-    start = names.index(finished) + 1 if finished in names else 0
-    job.work_dir.mkdir(parents=True, exist_ok=True)
-    result: dict[str, object] = {}
-    for name, done_pct, start_pct in STAGES[start:]:
-        job.check_cancelled()
+    verdict = check_video(job, finished)
+    if verdict.failure is not None:
+        raise verdict.failure
+    _run(job, STAGES[CHECKED:], finished)
+    return package.artifacts(Workspace(job.work_dir))
 
-        def progress(fraction: float, lo: int = start_pct, hi: int = done_pct) -> None:
+
+def context(job: Job) -> Context:
+    """What the stages see of a job."""
+    return Context(
+        work=Workspace(job.work_dir),
+        limits=job.limits,
+        train_video_url=job.train_video_url,
+        engine=job.engine,
+        non_human=job.non_human,
+        consent_video_url=job.consent_video_url,
+        resolve_upload=job.resolve_upload,
+    )
+
+
+def _run(job: Job, stages: Sequence[Stage], finished: str | None) -> None:
+    names = [stage.name for stage in STAGES]
+    done = names.index(finished) if finished in names else -1
+    job.work_dir.mkdir(parents=True, exist_ok=True)
+    ctx = context(job)
+    for stage in stages:
+        index = names.index(stage.name)
+        if index <= done:
+            continue
+        job.check_cancelled()
+        lo = STAGES[index - 1].done_pct if index else 0
+        hi = stage.done_pct
+
+        def progress(fraction: float, lo: int = lo, hi: int = hi) -> None:
             job.on_progress(lo + int((hi - lo) * max(0.0, min(1.0, fraction))))
 
-        if name == "download":
-            download.run(job.train_video_url, job.work_dir, job.limits, job.resolve_upload)
-        elif name == "probe":
-            probe.run(job.work_dir, job.limits)
-        elif name == "consent":
-            consent.run(
-                job.work_dir,
-                job.consent_required,
-                job.consent_video_url,
-                job.limits,
-                job.resolve_upload,
-            )
-        elif name == "track":
-            track.run(job.work_dir, job.limits, progress)
-        elif name == "validate":
-            validate.run(job.work_dir, job.limits)
-        elif name == "fit":
-            fit.run(job.work_dir, job.engine, progress)
-        elif name == "report":
-            report.run(job.work_dir, job.engine)
-        elif name == "package":
-            result = package.run(job.work_dir)
-        job.on_stage_done(name, done_pct)
-    if not result:
-        result = package.artifacts(job.work_dir)
-    return result
+        stage.run(ctx, progress)
+        job.on_stage_done(stage.name, stage.done_pct)

@@ -1,60 +1,44 @@
 """Stage 3: the spoken consent statement, heard with offline speech recognition in the first
-40 s of the training video or in the separate consent video."""
+40 s of the training video or in the separate consent video. Its verdict is given with the
+other checks (stage 5, validate), so that a clip without it still hears about everything
+else; a consent video that cannot be fetched ends the training here."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from dataclasses import asdict
-from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-from likeness.errors import TrainingFailure
 from likeness.media.audio import read_audio
 from likeness.media.probe import Undecodable
 from likeness.providers.asr_sphinx import SAMPLE_RATE_HZ, transcribe
 from likeness.training.consent import WINDOW_S, judge
-from likeness.training.stages import download
-
-if TYPE_CHECKING:
-    from likeness.training.pipeline import Limits
-
-CONSENT = "consent.json"
-CONSENT_SOURCE = "consent.media"
+from likeness.training.stage import Context, Progress, Stage
+from likeness.training.stages.download import fetch
 
 
-def run(
-    work_dir: Path,
-    required: bool,
-    consent_video_url: str | None,
-    limits: Limits,
-    resolve_upload: Callable[[str], Path | None],
-) -> None:
-    if not required:
-        (work_dir / CONSENT).write_text(json.dumps({"checked": False}))
-        return
-    source = work_dir / download.SOURCE
-    if consent_video_url:
-        source = download.run(
-            consent_video_url, work_dir, limits, resolve_upload, name=CONSENT_SOURCE
-        )
+def run(ctx: Context, _progress: Progress) -> None:
+    ctx.work.save_consent(hear(ctx))
+
+
+def hear(ctx: Context) -> dict[str, Any]:
+    if ctx.non_human:
+        return {"checked": False, "skipped": 'replica_type "non_human"'}
+    if ctx.limits.consent_policy != "required":
+        return {"checked": False, "skipped": "the consent policy is off"}
+    source, where = ctx.work.source, "train_video_url"
+    if ctx.consent_video_url:
+        source, where = ctx.work.consent_source, "consent_video_url"
+        fetch(ctx, ctx.consent_video_url, source)
+    report: dict[str, Any] = {"checked": True, "source": where}
     try:
         audio, _ = read_audio(source, SAMPLE_RATE_HZ, up_to_s=WINDOW_S)  # not the whole video
     except Undecodable as exc:
-        raise TrainingFailure(
-            "consent_phrase_mismatch", f"consent audio unreadable: {exc}"
-        ) from exc
-    result = judge(transcribe(audio[: int(WINDOW_S * SAMPLE_RATE_HZ)]), limits.consent_min_score)
-    report = {
-        "checked": True,
-        "source": "consent_video_url" if consent_video_url else "train_video_url",
-        **asdict(result),
-    }
-    (work_dir / CONSENT).write_text(json.dumps(report))
-    if not result.passed:
-        raise TrainingFailure("consent_phrase_mismatch", json.dumps({"consent": report}))
+        result = judge("", ctx.limits.consent_min_score)
+        return {**report, **asdict(result), "error": f"consent audio unreadable: {exc}"}
+    result = judge(
+        transcribe(audio[: int(WINDOW_S * SAMPLE_RATE_HZ)]), ctx.limits.consent_min_score
+    )
+    return {**report, **asdict(result)}
 
 
-def load(work_dir: Path) -> dict[str, object]:
-    path = work_dir / CONSENT
-    return dict(json.loads(path.read_text())) if path.exists() else {}
+STAGE = Stage("consent", 20, run)

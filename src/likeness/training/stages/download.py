@@ -3,35 +3,29 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from likeness.errors import TrainingFailure
 from likeness.media.download import DownloadError, TooLarge, download
-
-if TYPE_CHECKING:
-    from likeness.training.pipeline import Limits
-
-SOURCE = "source.media"
+from likeness.training.stage import Context, Progress, Stage
 
 
-def run(
-    url: str,
-    work_dir: Path,
-    limits: Limits,
-    resolve_upload: Callable[[str], Path | None],
-    name: str = SOURCE,
-) -> Path:
-    dest = work_dir / name
-    local = resolve_upload(url)
+def run(ctx: Context, _progress: Progress) -> None:
+    fetch(ctx, ctx.train_video_url, ctx.work.source)
+
+
+def fetch(ctx: Context, url: str, dest: Path) -> None:
+    """``url`` into ``dest``, within the download limits (the consent stage fetches its
+    separate video with this too)."""
+    limits = ctx.limits
+    local = ctx.resolve_upload(url)
     if local is not None:
         if not local.is_file():
             raise TrainingFailure("download_link", f"upload behind {url} is gone")
         if local.stat().st_size > limits.max_download_bytes:
             raise TrainingFailure("file_size", f"{local.stat().st_size} bytes")
         shutil.copyfile(local, dest)
-        return dest
+        return
     try:
         download(
             url,
@@ -45,4 +39,6 @@ def run(
         raise TrainingFailure("file_size", str(exc)) from exc
     except DownloadError as exc:
         raise TrainingFailure("download_link", str(exc)) from exc
-    return dest
+
+
+STAGE = Stage("download", 10, run)

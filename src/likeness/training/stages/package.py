@@ -1,33 +1,31 @@
-"""Stage 5: the thumbnail video and the list of artifacts."""
+"""Stage 8: the thumbnail video and the list of artifacts."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
-from likeness.training.stages import consent, report, validate
-from likeness.training.stages.fit import BUNDLE
-
-THUMBNAIL = "thumbnail.mp4"
+from likeness.training.stage import Context, Progress, Stage
+from likeness.training.workspace import BUNDLE, THUMBNAIL, Workspace
 
 
-def run(work_dir: Path) -> dict[str, object]:
-    bundle = work_dir / BUNDLE
-    shutil.copyfile(bundle / "base.mp4", work_dir / THUMBNAIL)
-    return artifacts(work_dir)
+def run(ctx: Context, _progress: Progress) -> None:
+    shutil.copyfile(ctx.work.bundle / "base.mp4", ctx.work.thumbnail)
 
 
-def artifacts(work_dir: Path) -> dict[str, object]:
-    bundle = work_dir / BUNDLE
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    size = sum(p.stat().st_size for p in bundle.iterdir() if p.is_file())
+def artifacts(work: Workspace) -> dict[str, object]:
+    """What a finished training leaves, as the replica's row keeps it."""
+    manifest = json.loads((work.bundle / "manifest.json").read_text())
+    size = sum(p.stat().st_size for p in work.bundle.iterdir() if p.is_file())
     return {
         "bundle": BUNDLE,
         "thumbnail": THUMBNAIL,
         "bundle_bytes": size,
         "manifest": manifest,
-        "checks": validate.load(work_dir),
-        "consent": consent.load(work_dir),
-        "quality": report.load(work_dir),
+        "checks": work.checks(),
+        "consent": work.consent(),
+        "quality": work.quality(),
     }
+
+
+STAGE = Stage("package", 100, run)
