@@ -86,12 +86,15 @@ def start_sweeper(ctx: JobContext) -> threading.Event:
     return stop
 
 
-def run_worker(runtime: Runtime, concurrency: int, loglevel: str = "INFO") -> None:
+def run_worker(
+    runtime: Runtime, concurrency: int, loglevel: str = "INFO", banner: bool = False
+) -> None:
     celery = register(runtime)
     stop = start_sweeper(job_context(runtime))
     try:
         celery.worker_main(
             [
+                *([] if banner else ["--quiet"]),  # Celery's own: no banner
                 "worker",
                 f"--concurrency={concurrency}",
                 f"--loglevel={loglevel}",

@@ -36,8 +36,9 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _serve(data: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str], int]]:
-    """`likeness serve` on a free port; yields (base URL, its environment, its pid)."""
+def _serve(data: Path, *args: str, **extra_env: str) -> Iterator[tuple[str, dict[str, str], int]]:
+    """`likeness serve ARGS` on a free port; yields (base URL, its environment, its pid).
+    Its output goes to ``data / "serve.log"``."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(
@@ -53,7 +54,7 @@ def _serve(data: Path, **extra_env: str) -> Iterator[tuple[str, dict[str, str], 
     env.pop("LIKENESS_PUBLIC_URL", None)  # serve derives it from --port: the tests fetch it
     log = (data / "serve.log").open("wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "likeness", "serve", "--port", str(port)],
+        [sys.executable, "-m", "likeness", "serve", "--port", str(port), *args],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
 from pathlib import Path
 
-import httpx
 import typer
 
+from likeness.cli.client import replica_app
+from likeness.cli.quiet import quiet
 from likeness.config import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
-replica_app = typer.Typer(no_args_is_help=True, help="Create and inspect replicas over the API.")
 app.add_typer(replica_app, name="replica")
+VERBOSE = (
+    "Show the libraries' own logs too (MediaPipe, TensorFlow Lite, protobuf, Celery's banner)."
+)
 
 
 def _settings() -> Settings:
@@ -27,8 +29,10 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     embedded_worker: bool = typer.Option(True, help="Run a worker as a child process."),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE),
 ) -> None:
     """Run the API and (by default) an embedded worker on the embedded defaults."""
+    quiet(verbose)
     import uvicorn
 
     from likeness.app import create_app
@@ -64,15 +68,18 @@ def serve(
 def worker(
     concurrency: int = typer.Option(0, help="Jobs at once (default: settings)."),
     loglevel: str = typer.Option("INFO"),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE),
 ) -> None:
     """Run a worker alone (scale out: many workers, one broker, one database)."""
+    quiet(verbose)
     from likeness.runtime import build_runtime, keep_temp_files_under
     from likeness.worker import run_worker
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
     runtime = build_runtime(_settings())
     keep_temp_files_under(runtime.settings.resolved_data_dir / "tmp")
-    run_worker(runtime, concurrency or runtime.settings.worker_concurrency, loglevel)
+    concurrency = concurrency or runtime.settings.worker_concurrency
+    run_worker(runtime, concurrency, loglevel, banner=bool(os.environ.get("LIKENESS_VERBOSE")))
 
 
 @app.command()
@@ -83,6 +90,7 @@ def render(
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the MP4."),
 ) -> None:
     """Make a replica say an audio file or a text, as an H.264 + AAC MP4."""
+    quiet(False)
     from likeness.engines.registry import get_engine
     from likeness.media.audio import read_audio
     from likeness.media.probe import Undecodable
@@ -138,6 +146,7 @@ def check(
 ) -> None:
     """Run the server's checks on a local video (no server needed) and print a report: every
     check, spoken consent included under the same settings (LIKENESS_CONSENT_POLICY)."""
+    quiet(False)
     import tempfile
 
     from likeness.errors import TrainingFailure
@@ -193,70 +202,3 @@ def check(
 def _fail(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(1)
-
-
-def _client() -> httpx.Client:
-    settings = _settings().ensure_secrets()
-    return httpx.Client(
-        base_url=settings.public_url, headers={"x-api-key": settings.api_key or ""}, timeout=600
-    )
-
-
-@replica_app.command("create")
-def replica_create(
-    video: str = typer.Argument(..., help="A local video file or an http(s) URL."),
-    name: str | None = typer.Option(None, "--name"),
-    callback_url: str | None = typer.Option(None, "--callback-url"),
-    model_name: str = typer.Option("phoenix-4", "--model-name"),
-    wait: bool = typer.Option(False, "--wait", help="Poll until training ends."),
-) -> None:
-    """Upload (if local) and start training; prints the replica id."""
-    with _client() as client:
-        url = video
-        if not video.startswith(("http://", "https://")):
-            path = Path(video)
-            if not path.is_file():
-                _fail(f"no such file: {video}")
-            with path.open("rb") as handle:
-                response = client.post("/v2/uploads", files={"file": (path.name, handle)})
-            _check(response)
-            url = response.json()["url"]
-        body = {
-            "train_video_url": url,
-            "replica_name": name,
-            "callback_url": callback_url,
-            "model_name": model_name,
-        }
-        response = client.post("/v2/replicas", json={k: v for k, v in body.items() if v})
-        _check(response)
-        replica_id = response.json()["replica_id"]
-        typer.echo(replica_id)
-        if wait:
-            _wait(client, replica_id)
-
-
-@replica_app.command("get")
-def replica_get(replica_id: str, wait: bool = typer.Option(False, "--wait")) -> None:
-    """Show a replica (its status and training progress)."""
-    with _client() as client:
-        if wait:
-            _wait(client, replica_id)
-        response = client.get(f"/v2/replicas/{replica_id}", params={"verbose": "true"})
-        _check(response)
-        typer.echo(json.dumps(response.json(), indent=2))
-
-
-def _wait(client: httpx.Client, replica_id: str) -> None:
-    while True:
-        response = client.get(f"/v2/replicas/{replica_id}")
-        _check(response)
-        body = response.json()
-        typer.echo(f"{body['status']} {body['training_progress']}", err=True)
-        if body["status"] != "started":
-            return
-        time.sleep(2)
-
-
-def _check(response: httpx.Response) -> None:
-    if response.is_error:
-        _fail(f"HTTP {response.status_code}: {response.text}")
