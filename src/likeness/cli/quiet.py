@@ -33,6 +33,8 @@ def quiet(verbose: bool) -> None:
         return
     warnings.filterwarnings("ignore", "SymbolDatabase.GetPrototype", UserWarning)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl SQLiteImpl." etc.
+    if sys.stderr is not sys.__stderr__:
+        return  # run in-process by a caller that took stderr over (a test runner): leave fd 2
     real = os.dup(2)
     read_end, write_end = os.pipe()
     sys.stderr.flush()
