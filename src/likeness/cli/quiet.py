@@ -33,11 +33,12 @@ def quiet(verbose: bool) -> None:
         return
     warnings.filterwarnings("ignore", "SymbolDatabase.GetPrototype", UserWarning)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl SQLiteImpl." etc.
-    if sys.stderr is not sys.__stderr__:
+    stream = sys.stderr
+    if stream is not sys.__stderr__ or stream is None:
         return  # run in-process by a caller that took stderr over (a test runner): leave fd 2
     real = os.dup(2)
     read_end, write_end = os.pipe()
-    sys.stderr.flush()
+    stream.flush()
     os.dup2(write_end, 2)
     os.close(write_end)
     # A crash's traceback goes to the real stderr directly: it must not wait on the thread.
@@ -48,7 +49,7 @@ def quiet(verbose: bool) -> None:
     forwarder.start()
 
     def drain() -> None:  # at exit, every line written so far still reaches the terminal
-        sys.stderr.flush()
+        stream.flush()
         os.dup2(real, 2)  # closes the pipe's last write end: the forwarder reads to EOF
         forwarder.join(timeout=5)
 
