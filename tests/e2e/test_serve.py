@@ -49,8 +49,8 @@ def _serve(data: Path, *args: str, **extra_env: str) -> Iterator[tuple[str, dict
         LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
         GLOG_minloglevel="2",
         LIKENESS_CONSENT_POLICY="off",  # the plumbing clips carry no spoken consent
-        **extra_env,
     )
+    env.update(extra_env)
     env.pop("LIKENESS_PUBLIC_URL", None)  # serve derives it from --port: the tests fetch it
     log = (data / "serve.log").open("wb")
     process = subprocess.Popen(
@@ -307,3 +307,46 @@ def test_a_killed_worker_is_restarted_and_its_job_resumes(
             "SELECT attempts FROM replicas WHERE id = ?", (replica_id,)
         ).fetchone()
     assert attempts == 2
+
+
+def test_a_callback_retry_held_by_a_killed_worker_is_still_delivered(
+    tmp_path_factory: pytest.TempPathFactory, receiver: Receiver
+) -> None:
+    """The retry's countdown message lives in the worker's memory; the worker is killed
+    holding it. The row says when it was due, so the restarted worker's sweep re-sends it."""
+    receiver.fail_first = 1
+    data = tmp_path_factory.mktemp("kill-callback")
+    database = data / "data" / "likeness.sqlite"
+    with (
+        _serve(data, LIKENESS_JOB_LEASE_S="3", LIKENESS_WEBHOOK_RETRY_DELAYS_S="[3]") as (
+            base,
+            _env,
+            pid,
+        ),
+        httpx.Client(base_url=base, headers={"x-api-key": API_KEY}, timeout=30) as client,
+    ):
+        replica_id = client.post(  # fails at once (nothing listens there): one callback
+            "/v2/replicas",
+            json={"train_video_url": "http://127.0.0.1:9/gone.mp4", "callback_url": receiver.url},
+        ).json()["replica_id"]
+        deadline = time.monotonic() + 60
+        while True:  # the first attempt failed and the worker took its retry: kill it
+            with sqlite3.connect(database) as db:
+                (recorded,) = db.execute("SELECT count(*) FROM webhook_attempts").fetchone()
+            with sqlite3.connect(data / "data" / "broker.sqlite") as db:
+                (waiting,) = db.execute(
+                    "SELECT count(*) FROM kombu_message WHERE visible = 1"
+                ).fetchone()
+            if recorded and not waiting:
+                break
+            assert time.monotonic() < deadline, "no callback attempt"
+            time.sleep(0.05)
+        (worker,) = _children(pid)
+        os.kill(worker, signal.SIGKILL)
+        calls = _wait_calls(receiver, 2, timeout_s=60)
+    assert calls[1]["json"]["replica_id"] == replica_id
+    assert calls[1]["headers"]["webhook-id"] == calls[0]["headers"]["webhook-id"]
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT status, attempts FROM webhook_events").fetchall() == [
+            ("delivered", 2)
+        ]

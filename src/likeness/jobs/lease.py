@@ -144,7 +144,7 @@ class Claim:
             return True
 
     def renew(self) -> None:
-        if not self.update():
+        if self.held and not self.update():  # said once; the job stops at its next check
             log.warning("%s %s: lease lost", self.kind.job, self.row_id)
 
     def check(self) -> None:
