@@ -35,7 +35,7 @@ def upgrade() -> None:
         "UPDATE replicas SET lease_expires_at = :now WHERE status = 'started' "
         "AND lease_expires_at IS NULL AND attempts > 0 AND deleted_at IS NULL",
     ):
-        op.execute(sa.text(statement).bindparams(now=now))
+        op.execute(sa.text(statement).bindparams(sa.bindparam("now", now, type_=sa.DateTime())))
 
 
 def downgrade() -> None:
