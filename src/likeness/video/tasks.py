@@ -168,8 +168,8 @@ def _failed(ctx: JobContext, session: Session, row: Video, error: str) -> str | 
 def _audio(
     deps: JobContext, script: str | None, audio_url: str | None, work: Path
 ) -> tuple[np.ndarray, int, list[Phone] | None]:
-    """The speech, its rate, and its phones when the script gives them (else None: the render
-    recognises them while it renders). Neither the voice nor the decoder ever makes more than
+    """The speech, its rate, and its phones when the script gives them (else None: they are
+    recognised while the frames render). Neither the voice nor the decoder ever makes more than
     MAX_AUDIO_S of audio (and a second): the limits are checked before the work, not after."""
     phones = None
     if script:
