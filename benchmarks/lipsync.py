@@ -40,10 +40,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _clips import FIXTURES, OUT
 
 from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
-from likeness.engines.mouthbank.features import relative_features
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio, resample
+from likeness.media.speech import relative_features
 from likeness.media.video import iter_frames
 from likeness.providers.asr_sphinx import Phone, align, script_phones
 from likeness.providers.tts_piper import synthesize_sentences

@@ -17,10 +17,10 @@ import cv2
 import numpy as np
 
 from likeness.engines.base import ReplicaModel, TrainingInput
-from likeness.engines.mouthbank.features import SAMPLE_RATE_HZ, relative_features
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
+from likeness.media.speech import SAMPLE_RATE_HZ, relative_features
 from likeness.media.video import frames_numbered
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.source import frames_for

@@ -20,9 +20,9 @@ import numpy as np
 from scipy.ndimage import uniform_filter1d
 
 from likeness.engines.base import HeldIn, TrainingInput
-from likeness.engines.mouthbank import features as F
 from likeness.face import align
 from likeness.face import landmarks as lm
+from likeness.media import speech as F
 from likeness.media.audio import resample
 from likeness.media.video import frames_numbered, write_mp4
 

@@ -1,6 +1,6 @@
 """A speaking session: audio in, lip-synced frames out, chunk by chunk or all at once.
 
-Per frame: loudness/tilt features (features.py) → the person's fitted quantile maps give a
+Per frame: loudness/tilt features (media/speech.py) → the person's fitted quantile maps give a
 target mouth opening and width → unit selection over the mouth bank (target cost plus a join
 cost that favours continuing the same source clip) → composite onto the base loop.
 
@@ -14,10 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from likeness.engines.base import RenderedFrame
-from likeness.engines.mouthbank import features as F
 from likeness.engines.mouthbank import visemes as V
+from likeness.engines.mouthbank.closure import is_closure
 from likeness.engines.mouthbank.composite import composite
 from likeness.engines.mouthbank.model import MouthbankModel
+from likeness.media import speech as F
 from likeness.media.audio import resample
 from likeness.providers.asr_sphinx import Phone
 
@@ -110,7 +111,7 @@ class MouthbankSession:
             # Lips meet in pauses, on /p b m/ and (from the loudness cues) on what sounds like
             # a closure; phones, when known, overrule the cues on vowels.
             kind = V.OTHER if kinds is None else int(kinds[k])
-            cue = F.is_closure(float(rel[k]), float(raw[k, 1]), bool(dip))
+            cue = is_closure(float(rel[k]), float(raw[k, 1]), bool(dip))
             closed = not speaking or kind == V.CLOSED or (kind == V.OTHER and cue)
             band = ANY
             if closed:
@@ -198,7 +199,7 @@ class MouthbankSession:
 
 
 class _Peak:
-    """The running peak of features.PeakTracker, fed each utterance frame exactly once."""
+    """The running peak of speech.PeakTracker, fed each utterance frame exactly once."""
 
     def __init__(self, fps: float) -> None:
         self._tracker = F.PeakTracker(fps)

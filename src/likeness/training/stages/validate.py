@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from likeness.engines.mouthbank.features import SAMPLE_RATE_HZ, is_speech, relative_features
 from likeness.errors import TrainingFailure
 from likeness.face.tracker import FaceTrack
 from likeness.media.probe import MediaInfo
+from likeness.media.speech import SAMPLE_RATE_HZ, is_speech, relative_features
 from likeness.training import checks
 from likeness.training.consent import WINDOW_S
 from likeness.training.limits import Limits

@@ -1,8 +1,9 @@
-"""Audio features per video frame: speech-band loudness (dB) relative to a running peak, and
+"""Speech features per video frame: speech-band loudness (dB) relative to a running peak, and
 spectral tilt (how much of the energy sits above 1 kHz: spread lips vs rounded lips).
 
-The same code runs on the training audio (to fit the person's audio→mouth map) and on new
-audio, in one pass or chunk by chunk, with identical results.
+General speech analysis, used by the upload checks (is there speech?), the quality report and
+the mouthbank engine (to fit the person's audio→mouth map, and to drive it). The same code runs
+in one pass or chunk by chunk, with identical results.
 """
 
 from __future__ import annotations
@@ -86,25 +87,5 @@ def relative_features(audio: np.ndarray, fps: float) -> np.ndarray:
 
 
 def is_speech(energy_db: np.ndarray, rel_db: np.ndarray) -> np.ndarray:
+    """(T,) dBFS and (T,) dB under the running peak → (T,) bool: speech, not a pause."""
     return (energy_db > SILENCE_DBFS) & (rel_db > GATE_REL_DB)
-
-
-# Lip-closure cues inside speech. Bilabials (/p b m/) are quiet (a stop's silence, a nasal's
-# murmur) and their energy sits low in the spectrum (low tilt). Tuned on LibriVox clips
-# 0890/0920/0930 against PocketSphinx phone alignments (90 % of bilabials caught, no open
-# vowel held shut); benchmarks/lipsync.py scores it on 0870/0880, which tuning never saw.
-STOP_REL_DB = -20.0
-CLOSURE_REL_DB = -10.0
-CLOSURE_TILT_DB = -14.0
-DIP_REL_DB = -6.0
-DIP_TILT_DB = -10.0
-
-
-def is_closure(rel_db: float, tilt_db: float, local_dip: bool) -> bool:
-    """Should the lips meet in this speech frame? ``local_dip``: the loudness is a local
-    minimum (no louder than the frames either side)."""
-    if rel_db < STOP_REL_DB:  # a stop's silent closure
-        return True
-    if rel_db < CLOSURE_REL_DB and tilt_db < CLOSURE_TILT_DB:
-        return True
-    return local_dip and rel_db < DIP_REL_DB and tilt_db < DIP_TILT_DB
