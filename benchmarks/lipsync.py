@@ -45,8 +45,9 @@ from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio, resample
 from likeness.media.speech import relative_features
 from likeness.media.video import iter_frames
-from likeness.providers.asr_sphinx import Phone, align, script_phones
-from likeness.providers.tts_piper import synthesize_sentences
+from likeness.providers.asr_sphinx import SphinxPhones, align
+from likeness.providers.base import Phone
+from likeness.providers.script import speak
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.source import frames_for
 from likeness.training.quality import av_offset
@@ -110,7 +111,7 @@ def render(
     model: MouthbankModel, samples: np.ndarray, script: list[Phone], system: str
 ) -> list[np.ndarray]:
     if system == "offline, phones recognised":
-        return [f.image for f in frames_for(model, AudioFrame(samples, SR))]
+        return [f.image for f in frames_for(model, AudioFrame(samples, SR), SphinxPhones())]
     if system == "offline, script aligned":
         return [f.image for f in frames_for(model, AudioFrame(samples, SR), script)]
     session = model.session()
@@ -156,9 +157,8 @@ def main() -> None:
         if path.exists():
             samples = read_audio(path, SR)[0]
             inputs[name] = (samples, align(samples, text))
-    parts, rate = synthesize_sentences(PIPER)
-    voice = resample(np.concatenate([audio for _, audio in parts]), rate, SR)
-    inputs["piper"] = (voice, script_phones(parts, rate))
+    voice, rate, voice_phones = speak(PIPER)
+    inputs["piper"] = (resample(voice, rate, SR), voice_phones)
     for name, (samples, phones) in inputs.items():
         for system in SYSTEMS:
             images = render(model, samples, phones, system)

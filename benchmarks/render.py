@@ -20,6 +20,7 @@ from _clips import OUT, clips, speech
 
 def render_one(bundle: Path) -> dict[str, float]:
     from likeness.engines.mouthbank import MouthbankEngine
+    from likeness.providers.asr_sphinx import SphinxPhones
     from likeness.rendering.frames import AudioFrame
     from likeness.rendering.offline import render_mp4
     from likeness.rendering.source import frames_for
@@ -31,11 +32,13 @@ def render_one(bundle: Path) -> dict[str, float]:
     duration = len(audio) / rate
 
     t0 = time.perf_counter()
-    n = sum(1 for _ in frames_for(model, AudioFrame(audio, rate)))
+    n = sum(1 for _ in frames_for(model, AudioFrame(audio, rate), SphinxPhones()))
     engine_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    render_mp4(model, AudioFrame(audio, rate), OUT / f"{bundle.parent.name}_render.mp4")
+    render_mp4(
+        model, AudioFrame(audio, rate), OUT / f"{bundle.parent.name}_render.mp4", SphinxPhones()
+    )
     total_s = time.perf_counter() - t0
 
     session = model.session()

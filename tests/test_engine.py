@@ -15,7 +15,8 @@ from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio
 from likeness.providers import asr_sphinx
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.asr_sphinx import SphinxPhones
+from likeness.providers.base import Phone
 from likeness.providers.script import speak
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.offline import render_mp4
@@ -120,7 +121,7 @@ def test_render_writes_h264_aac_of_the_audio_length(
     model: MouthbankModel, speech: np.ndarray, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.mp4"
-    frames = render_mp4(model, AudioFrame(speech, SR), out)
+    frames = render_mp4(model, AudioFrame(speech, SR), out, SphinxPhones())
     with av.open(str(out)) as container:
         video, audio = container.streams.video[0], container.streams.audio[0]
         assert video.codec_context.name == "h264" and audio.codec_context.name == "aac"
@@ -179,15 +180,15 @@ def test_a_script_is_spoken_with_its_phones_aligned_sentence_by_sentence() -> No
 
 
 def test_phones_recognised_while_rendering_give_the_same_frames(model: MouthbankModel) -> None:
-    """Without phones, frames_for recognises them in a child process and renders the frames
-    whose phones have settled meanwhile: the same phones, and so the same frames, as
-    recognising first and rendering after."""
+    """Given a recogniser, frames_for recognises the phones (in a child process) and renders
+    the frames whose phones have settled meanwhile: the same phones, and so the same frames,
+    as recognising first and rendering after."""
     samples, _ = read_audio(FIXTURES / "librivox_0870.wav", SR)
     phones = asr_sphinx.recognise(samples)
     streamed = [p for batch, _until in asr_sphinx.recognise_apart(samples) for p in batch]
     assert streamed == phones and len(phones) > 50
     after = list(frames_for(model, AudioFrame(samples, SR), phones))
-    meanwhile = list(frames_for(model, AudioFrame(samples, SR)))
+    meanwhile = list(frames_for(model, AudioFrame(samples, SR), SphinxPhones()))
     assert len(meanwhile) == len(after) == int(np.ceil(len(samples) / SR * model.fps))
     assert [f.pts for f in meanwhile] == [f.pts for f in after] == list(range(len(after)))
     assert all(np.array_equal(a.image, b.image) for a, b in zip(after, meanwhile, strict=True))

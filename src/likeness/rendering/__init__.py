@@ -2,7 +2,7 @@
 
 A render is a chain of small steps over iterators of frozen, timed frames::
 
-    frames_for(model, audio)          engine session -> VideoFrame (pts in frames of 1/fps)
+    frames_for(model, audio, phones)  engine session -> VideoFrame (pts in frames of 1/fps)
       -> with_alpha / over_background (optional: the person's matte, or a new background)
       -> a sink                       Mp4File (+ HLS), WebmAlphaFile; a live sink replaces it
 

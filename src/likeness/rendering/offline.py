@@ -14,7 +14,7 @@ import numpy as np
 
 from likeness.engines.base import ReplicaModel
 from likeness.media.video import aac_ready
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.base import Phone, PhoneRecognizer
 from likeness.rendering.frames import AudioFrame, VideoFrame
 from likeness.rendering.looks import over_background, with_alpha
 from likeness.rendering.sinks import Mp4File, Sink, Still, WebmAlphaFile
@@ -36,7 +36,7 @@ def render_files(
     model: ReplicaModel,
     audio: AudioFrame,
     out_dir: Path,
-    phones: list[Phone] | None = None,
+    phones: list[Phone] | PhoneRecognizer,
     *,
     transparent: bool = False,
     background: Path | None = None,
@@ -46,7 +46,7 @@ def render_files(
     ``video.mp4`` (the person over ``background``, a local video, if given) and its HLS
     rendition in ``hls/``; and ``thumbnail.jpg`` either way. Returns the video's path.
 
-    ``phones``: the audio's, when known (else recognised while rendering). ``on_frame(done,
+    ``phones``: the audio's, or a recogniser that finds them while rendering. ``on_frame(done,
     total)`` is called after each frame leaves the engine."""
     audio = AudioFrame(*aac_ready(audio.samples, audio.sample_rate_hz))
     still = Still(int(STILL_AT_S * model.fps))
@@ -67,7 +67,7 @@ def render_files(
 
 
 def render_mp4(
-    model: ReplicaModel, audio: AudioFrame, output: Path, phones: list[Phone] | None = None
+    model: ReplicaModel, audio: AudioFrame, output: Path, phones: list[Phone] | PhoneRecognizer
 ) -> int:
     """Just the MP4, at ``output``; returns the number of video frames written."""
     audio = AudioFrame(*aac_ready(audio.samples, audio.sample_rate_hz))

@@ -1,6 +1,7 @@
 """The chain's source: an engine session says a whole, known audio, and its frames come out
 timed. The audio is known up front, so its phones are too: given by the caller (a script
-spoken by the voice, aligned to its words) or recognised here; the session gets them first."""
+spoken by the voice, aligned to its words) or recognised, by the phone recogniser the caller
+passes, while the frames render; the session gets them first."""
 
 from __future__ import annotations
 
@@ -9,9 +10,7 @@ from fractions import Fraction
 
 from likeness.engines.base import EngineSession, ReplicaModel
 from likeness.kit.handoff import made_in_thread
-from likeness.media.audio import resample
-from likeness.providers import asr_sphinx
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.base import Phone, PhoneRecognizer
 from likeness.rendering.frames import AudioFrame, VideoFrame, frame_rate
 
 CHUNK_S = 1.0
@@ -20,31 +19,33 @@ QUEUED_PARTS = 64  # settled phones waiting for the renderer (half a second each
 
 
 def frames_for(
-    model: ReplicaModel, audio: AudioFrame, phones: list[Phone] | None = None
+    model: ReplicaModel, audio: AudioFrame, phones: list[Phone] | PhoneRecognizer
 ) -> Iterator[VideoFrame]:
     """Feed the audio a second at a time and yield its frames as they come, so memory stays
     flat however long the audio is. A frame's pts counts frames of 1 / fps from the audio's
     own pts: the engine's frame i shows the instant i / fps of the audio.
 
-    Without ``phones``, they are recognised in a process of their own while the frames whose
-    phones are settled render: the recognition (0.07x real time on one core) then no longer
-    comes before the first frame, and a render uses both cores from its start."""
+    ``phones``: the audio's, or a recogniser that settles them (PocketSphinx: in a process of
+    their own) while the frames whose phones are settled render: the recognition (0.07x real
+    time on one core) then no longer comes before the first frame, and a render uses both
+    cores from its start."""
     clock = _Clock(model.fps, audio)
     session = model.session()
     samples, rate = audio.samples, audio.sample_rate_hz
-    if phones is not None:
+    if isinstance(phones, list):
         session.push_phones(phones)
         yield from _feed(session, audio, 0, len(samples), clock)
         yield from _end(session, clock)
         return
-    audio16 = resample(samples, rate, asr_sphinx.SAMPLE_RATE_HZ)
+    recogniser = phones
     known: list[Phone] = []
     fed = 0
     with made_in_thread(
-        lambda: asr_sphinx.recognise_apart(audio16), "phones", QUEUED_PARTS
+        lambda: recogniser.settle(samples, rate), "phones", QUEUED_PARTS
     ) as recognised:
-        for fresh, until_s in recognised:
-            known += fresh
+        for settled in recognised:
+            known += settled.phones
+            until_s = settled.until_s
             session.push_phones(known)
             # a frame looks one frame ahead, and its audio a little further: stop short
             ready = min(len(samples), int((until_s - MARGIN_S) * rate))

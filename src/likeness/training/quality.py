@@ -22,6 +22,7 @@ from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
 from likeness.media.speech import SAMPLE_RATE_HZ, relative_features
 from likeness.media.video import frames_numbered
+from likeness.providers.asr_sphinx import SphinxPhones
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.source import frames_for
 
@@ -72,7 +73,7 @@ def report(data: TrainingInput, model: ReplicaModel, split: int) -> dict[str, ob
 def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> Iterator[np.ndarray]:
     """Exactly ``frames`` frames, a second of audio at a time (memory stays flat)."""
     count = 0
-    for frame in frames_for(model, AudioFrame(audio, SAMPLE_RATE_HZ)):
+    for frame in frames_for(model, AudioFrame(audio, SAMPLE_RATE_HZ), SphinxPhones()):
         if count == frames:
             return
         count += 1

@@ -27,7 +27,8 @@ from likeness.media.probe import Undecodable
 from likeness.media.video import iter_frames
 from likeness.models import Replica, Video
 from likeness.models.replica import work_key
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.asr_sphinx import SphinxPhones
+from likeness.providers.base import Phone
 from likeness.providers.script import speak
 from likeness.providers.tts_piper import TooLong as SpeechTooLong
 from likeness.providers.tts_piper import Unspeakable
@@ -105,7 +106,7 @@ def render(ctx: JobContext, video_id: str) -> None:
                 model,
                 AudioFrame(samples, rate),
                 work,
-                phones,
+                SphinxPhones() if phones is None else phones,  # None: recognised meanwhile
                 transparent=transparent,
                 background=_background(ctx, background, work),
                 on_frame=_Progress(claim),

@@ -20,7 +20,7 @@ from likeness.engines.mouthbank.composite import composite
 from likeness.engines.mouthbank.model import MouthbankModel
 from likeness.media import speech as F
 from likeness.media.audio import resample
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.base import Phone
 
 WIDTH_WEIGHT = 0.3
 JOIN_WEIGHT = 0.5

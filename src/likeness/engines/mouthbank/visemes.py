@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from likeness.providers.asr_sphinx import Phone
+from likeness.providers.base import Phone
 
 OTHER, CLOSED, VOWEL, OPEN_VOWEL = 0, 1, 2, 3
 
