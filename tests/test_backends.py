@@ -121,6 +121,10 @@ def test_postgres_gets_no_input_it_cannot_hold(pg_runtime: Runtime) -> None:
         lone = b'{"train_video_url": "https://example.com/v.mp4", "replica_name": "\\ud800"}'
         headers = {"content-type": "application/json"}
         assert client.post("/v2/replicas", content=lone, headers=headers).status_code == 400
+        nul = video | {"replica_name": "a\0b"}
+        assert client.post("/v2/replicas", json=nul).status_code == 400
+        for path in ("/v2/replicas/r%00x", "/v2/videos/v%00x", "/v2/replicas?replica_ids=a%00"):
+            assert client.get(path).status_code == 400, path
         kind = "video/mp4; x=" + "a" * 200
         upload = client.post("/v2/uploads", files={"file": ("v.mp4", b"\0" * 10, kind)})
         assert upload.status_code == 400

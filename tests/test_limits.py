@@ -53,6 +53,8 @@ def test_json_errors_say_what_is_wrong(client: TestClient) -> None:
     )
     listed = client.post("/v2/replicas", content=b"[1, 2]", headers=JSON)
     assert _error(listed) == "The request body must be a JSON object ({...})"
+    empty = client.post("/v2/replicas", content=b"", headers=JSON)
+    assert _error(empty) == "The request body is empty: send a JSON object"
     typed = client.post("/v2/replicas", json={"train_video_url": 5})
     assert _error(typed) == "train_video_url: Input should be a valid string"
 
@@ -79,6 +81,33 @@ def test_a_lone_surrogate_is_a_400_naming_its_field(
     assert response.status_code == 400
     assert _error(response).startswith(f"{field} is not valid Unicode text")
     assert client.get("/v2/replicas").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b'{"replica_name": "a\\u0000b"}', "replica_name holds a NUL character"),
+        (b'{"properties": {"x": NaN}}', "properties.x is not a finite number"),
+        (b'{"properties": {"x": [-Infinity]}}', "properties.x.0 is not a finite number"),
+        (b'{"properties": {"x": 1e999}}', "properties.x is not a finite number"),
+        (b'{"properties": {"x": ' + b"9" * 5000 + b"}}", "The request body holds a number too"),
+        (b'{"p": ' + b"[" * 40 + b"]" * 40 + b"}", "The JSON body is nested more than 32"),
+        (b"[" * 100_000 + b"]" * 100_000, "The JSON body is nested more than 32"),
+    ],
+)
+def test_json_no_column_can_hold_is_a_400(client: TestClient, body: bytes, message: str) -> None:
+    response = client.post("/v2/replicas", content=body, headers=JSON)
+    assert response.status_code == 400
+    assert _error(response).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "url", ["/v2/replicas/r%00x", "/v2/videos/v%00/name", "/v2/uploads/u%00", "/v2/faces?x=%00"]
+)
+def test_a_nul_in_the_url_is_a_400(client: TestClient, url: str) -> None:
+    response = client.get(url)
+    assert response.status_code == 400
+    assert _error(response) == "The URL holds a NUL character (%00)"
 
 
 def test_a_surrogate_pair_is_text(client: TestClient) -> None:

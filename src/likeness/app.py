@@ -84,6 +84,8 @@ def _describe(error: dict[str, Any], content_type: str | None, body: Any) -> str
             line, column = body.count("\n", 0, pos) + 1, pos - body.rfind("\n", 0, pos)
             at = f" at line {line}, column {column}"
         return f"The request body is not valid JSON: {reason}{at}"
+    if loc == ("body",) and kind == "missing":
+        return "The request body is empty: send a JSON object"
     if loc == ("body",) and kind in ("model_attributes_type", "dict_type"):
         if not content_type or "json" not in content_type:
             return (

@@ -1,16 +1,19 @@
 """BodyGuard: an ASGI middleware that reads a request's body before the app does, so that
 no route can be made to hold more than ``max_bytes`` of it, and that refuses JSON whose text
-cannot be stored or sent back (a lone UTF-16 surrogate such as ``"\\ud800"`` is valid JSON
-but not Unicode text: UTF-8 cannot encode it, so it would fail later, in the database or
-the response, as a 500).
+cannot be stored or sent back: a lone UTF-16 surrogate such as ``"\\ud800"`` is valid JSON
+but not Unicode text (UTF-8 cannot encode it), PostgreSQL's text refuses NUL, and NaN or
+Infinity cannot be written back as JSON; each would fail later, in the database or the
+response, as a 500.
 
-Paths under ``exempt`` (the streamed multipart uploads, which keep their own limit) pass
-untouched. Refusals are Tavus-shaped: ``{"error": m, "message": m}``.
+A URL whose path or query holds a NUL is refused for the same reason. Bodies sent to paths
+under ``exempt`` (the streamed multipart uploads, which keep their own limit) pass untouched.
+Refusals are Tavus-shaped: ``{"error": m, "message": m}``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.responses import JSONResponse
@@ -28,7 +31,13 @@ class BodyGuard:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if "\0" in scope["path"] or "%00" in scope["query_string"].decode("latin-1"):
+            await _refuse(scope, receive, send, 400, "The URL holds a NUL character (%00)")
+            return
+        if scope["path"].startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -76,43 +85,50 @@ def _json_problem(body: bytes) -> str | None:
     is not JSON at all: the app then says what is wrong with it)."""
     try:
         value = json.loads(body) if body else None
-    except (ValueError, RecursionError):
+    except json.JSONDecodeError:
         return None
+    except ValueError:  # past int's 4,300-digit conversion limit
+        return "The request body holds a number too long to read"
+    except RecursionError:
+        return _TOO_DEEP
     try:
-        where = _lone_surrogate(value, "", 0)
-    except _TooDeep:
-        return f"The JSON body is nested more than {MAX_DEPTH} levels deep"
-    if where is None:
-        return None
-    return (
-        f"{where} is not valid Unicode text: it holds a lone surrogate "
-        "(an escape such as \\ud800 without its pair)"
-    )
+        return _unstorable(value, "", 0)
+    except RecursionError:
+        return _TOO_DEEP
 
 
-class _TooDeep(Exception):
-    pass
+_TOO_DEEP = f"The JSON body is nested more than {MAX_DEPTH} levels deep"
 
 
-def _lone_surrogate(value: Any, where: str, depth: int) -> str | None:
-    """The dotted path of the first string UTF-8 cannot encode ("body" at the top)."""
+def _unstorable(value: Any, where: str, depth: int) -> str | None:
+    """The first value no database column or JSON answer can hold, with its dotted path
+    ("body" at the top): text UTF-8 cannot encode, a NUL (PostgreSQL's text refuses it), a
+    number that is not finite (NaN, Infinity, 1e999)."""
     if depth > MAX_DEPTH:
-        raise _TooDeep
+        return _TOO_DEEP
+    name = where or "body"
     if isinstance(value, str):
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            return where or "body"
+            return (
+                f"{name} is not valid Unicode text: it holds a lone surrogate "
+                "(an escape such as \\ud800 without its pair)"
+            )
+        if "\0" in value:
+            return f"{name} holds a NUL character (\\u0000), which no text field takes"
         return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{name} is not a finite number"
     items: list[tuple[Any, Any]] = []
     if isinstance(value, dict):
         items = list(value.items())
     elif isinstance(value, list):
         items = list(enumerate(value))
     for key, item in items:
-        if isinstance(key, str) and _lone_surrogate(key, where, depth) is not None:
-            return f"a key in {where or 'body'}"
-        found = _lone_surrogate(item, f"{where}.{key}" if where else str(key), depth + 1)
+        if isinstance(key, str) and _unstorable(key, where, depth) is not None:
+            return f"a key in {name} is not text that can be stored"
+        found = _unstorable(item, f"{where}.{key}" if where else str(key), depth + 1)
         if found is not None:
             return found
     return None
