@@ -10,11 +10,12 @@ from fastapi.security import APIKeyHeader
 from likeness.errors import Unauthorized
 
 # Declared as a security scheme so /docs offers "Authorize"; checked by hand so that a bad
-# key answers Tavus's body rather than FastAPI's.
+# key answers Tavus's body rather than FastAPI's. ``async`` so that the check runs on the
+# event loop instead of costing a thread-pool hop on every request.
 api_key_header = APIKeyHeader(name="x-api-key", auto_error=False)
 
 
-def require_api_key(request: Request, given: str | None = Security(api_key_header)) -> None:
+async def require_api_key(request: Request, given: str | None = Security(api_key_header)) -> None:
     expected: str = request.app.state.runtime.settings.api_key
     if not given or not secrets.compare_digest(given.encode(), expected.encode()):
         raise Unauthorized()

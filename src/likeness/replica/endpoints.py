@@ -65,7 +65,8 @@ def build_router(api_name: ApiName) -> APIRouter:
         data = [service.to_wire(r, api_name, public_url, key, verbose) for r in rows]
         return {"data": data, "total_count": total}
 
-    @router.get("/{replica_id}", summary=f"Get one {api_name}")
+    # response_model=None: `-> Any` would still be "validated", in a thread-pool hop of its own.
+    @router.get("/{replica_id}", response_model=None, summary=f"Get one {api_name}")
     def get(replica_id: str, rt: RuntimeDep, session: SessionDep, verbose: bool = False) -> Any:
         replica = service.get(session, replica_id)
         return service.to_wire(replica, api_name, rt.settings.public_url, api_key(rt), verbose)

@@ -64,7 +64,7 @@ def list_(
     return {"data": data, "total_count": total}
 
 
-@api.get("/{video_id}", summary="Get one video")
+@api.get("/{video_id}", response_model=None, summary="Get one video")  # no validation hop
 def get(video_id: str, rt: RuntimeDep, session: SessionDep, verbose: bool = False) -> Any:
     video = service.get(session, video_id)
     return service.to_wire(video, rt.settings.public_url, api_key(rt), verbose)
