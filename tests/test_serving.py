@@ -3,6 +3,9 @@ read, and every read's connection back in the pool. (Speed itself: benchmarks/ap
 
 from __future__ import annotations
 
+import contextlib
+import json
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -90,3 +93,12 @@ def test_reads_give_their_postgres_connections_back(postgres_url: str, tmp_path:
         _reads_give_their_connections_back(runtime)
     finally:
         runtime.close()
+
+
+def test_the_sqlite_broker_writes_ahead_and_carries_a_job(runtime: Runtime) -> None:
+    runtime.queue.enqueue("replica.train", "r0000000001")
+    path = runtime.settings.resolved_data_dir / "broker.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as broker:
+        assert broker.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        (payload,) = broker.execute("SELECT payload FROM kombu_message").fetchone()
+    assert json.loads(payload)["headers"]["task"] == "replica.train"
