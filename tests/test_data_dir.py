@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from typer.testing import CliRunner
 
 from likeness.app import create_app
+from likeness.cli.main import app
 from likeness.config import Settings
 from likeness.runtime import build_runtime
 
@@ -57,4 +59,16 @@ def test_the_data_dir_and_its_files_are_owner_only(tmp_path: Path, loose_umask: 
         runtime.close()
     names = {p.name for p in data.rglob("*")}
     assert {"likeness.sqlite", "broker.sqlite", "api_key", "short_talk.mp4"} <= names
+    assert readable_by_others(data) == []
+
+
+def test_likeness_check_makes_its_data_dir_owner_only(
+    tmp_path: Path, loose_umask: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data"
+    monkeypatch.setenv("LIKENESS_DATA_DIR", str(data))
+    clip = tmp_path / "notes.mp4"
+    clip.write_bytes(b"just some text, renamed\n" * 50)
+    result = CliRunner().invoke(app, ["check", str(clip)])
+    assert result.exit_code == 1  # not a video; the scratch folder was made all the same
     assert readable_by_others(data) == []

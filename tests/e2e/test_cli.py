@@ -3,6 +3,7 @@ exits 1 with the reason when training fails, and serve's output is quiet unless 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -46,10 +47,21 @@ def test_create_wait_fails_with_the_reason_and_serve_is_quiet_unless_verbose(
             text=True,
             timeout=300,
         )
+        replica_id = done.stdout.strip()  # printed first
+        shown = subprocess.run(
+            [sys.executable, "-m", "likeness", "replica", "get", replica_id, "--wait"],
+            cwd=elsewhere,
+            env=client_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert done.returncode == 1, (done.stdout, done.stderr)
-    assert done.stdout.strip().startswith("r")  # the replica id, printed first
+    assert replica_id.startswith("r")
     assert f"training failed: {NO_FACE}" in done.stderr
+    assert shown.returncode == 1 and json.loads(shown.stdout)["error_message"] == NO_FACE
+    assert f"training failed: {NO_FACE}" in shown.stderr
     assert list(elsewhere.iterdir()) == []  # the client wrote nothing where it ran
     log = (tmp_path / "serve.log").read_text()
-    shown = [line for line in NOISE if line in log]
-    assert shown == (list(NOISE) if verbose else []), log
+    noise = [line for line in NOISE if line in log]
+    assert noise == (list(NOISE) if verbose else []), log

@@ -159,14 +159,16 @@ def check(
 
     from likeness.errors import TrainingFailure
     from likeness.replica.tasks import limits_from
+    from likeness.runtime import owner_only
     from likeness.training import failures, pipeline
     from likeness.training.workspace import Workspace
 
     if replica_type not in ("user", "non_human"):
         raise typer.BadParameter('use "user" or "non_human"', param_hint="--type")
     settings = _settings()
+    owner_only(settings.resolved_data_dir)  # the clip's frames are spooled in it
     scratch = settings.resolved_data_dir / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.mkdir(exist_ok=True)
     local = {"file:video": video, "file:consent": consent_video}
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(dir=scratch) as folder:
