@@ -13,8 +13,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from likeness import __version__
 from likeness.auth.deps import require_api_key
 from likeness.config import Settings
+from likeness.conversation import endpoints as conversations
 from likeness.errors import ApiError
 from likeness.kit.body_guard import BodyGuard
+from likeness.persona.endpoints import build_router as build_persona_router
 from likeness.replica.endpoints import build_media_router, build_router
 from likeness.runtime import Runtime, build_runtime
 from likeness.upload.endpoints import router as uploads_router
@@ -39,10 +41,14 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(build_router("face"), dependencies=auth)
     app.include_router(uploads_router, dependencies=auth)
     app.include_router(videos.api, dependencies=auth)
+    app.include_router(conversations.api, dependencies=auth)
+    app.include_router(build_persona_router("persona"), dependencies=auth)
+    app.include_router(build_persona_router("pal"), dependencies=auth)
     # Capability tokens in the path instead of the key (a browser opens these links).
     app.include_router(build_media_router("replica"))
     app.include_router(build_media_router("face"))
     app.include_router(videos.media)
+    app.include_router(conversations.page)  # the meeting token, when required, is its key
     docs.install(app)
     _install_error_handlers(app)
     # Uploads stream to disk under their own limit (max_download_bytes).

@@ -12,10 +12,18 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_NAMES = ("phoenix-4", "phoenix-3", "phoenix-4.5")
+
+
+class IceServer(BaseModel):
+    """One STUN/TURN server for WebRTC, as a browser's ``RTCIceServer`` takes it."""
+
+    urls: str | list[str]
+    username: str | None = None
+    credential: str | None = None
 
 
 class Settings(BaseSettings):
@@ -76,6 +84,19 @@ class Settings(BaseSettings):
     worker_concurrency: int = 2
     webhook_retry_delays_s: list[float] = Field(default=[5, 30, 120, 600, 3600])
     webhook_timeout_s: float = 10.0
+
+    # Conversations (spec/realtime.md). Past ``max_conversations`` active ones, create answers
+    # Tavus's "User has reached maximum concurrent conversations" rather than degrading every
+    # call; the default is what 2 cores hold at 25 fps with a 512 px replica.
+    max_conversations: int = Field(default=2, ge=0)
+    # Replica video is streamed at most this many pixels tall (aiortc on 2 cores: 512 px).
+    conversation_max_height: int = Field(default=512, ge=64)
+    # STUN/TURN for deployments behind NAT, as JSON: '[{"urls": "stun:stun.example.org"}]'.
+    # Empty: host candidates only, nothing outside the box is contacted.
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    # A media worker renews its conversation's lease this often (a quarter of it); a
+    # conversation whose lease lapsed by half of it is ended by the sweep (its worker died).
+    conversation_lease_s: float = Field(default=20.0, gt=0)
 
     @property
     def resolved_data_dir(self) -> Path:

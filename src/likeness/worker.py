@@ -11,6 +11,7 @@ from functools import partial
 
 from celery import Celery
 
+from likeness.conversation import service as conversations
 from likeness.jobs import lease
 from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
@@ -53,8 +54,9 @@ def register(runtime: Runtime) -> Celery:
 
 def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]:
     """Re-send, once, every job whose holder died (a lease lapsed by more than half a lease:
-    a running job's worker, or the worker that held a scheduled retry). Queued jobs are not
-    lost and are left alone. Then drop the messages the broker keeps after delivery."""
+    a running job's worker, or the worker that held a scheduled retry), and end every
+    conversation whose media worker died. Queued jobs are not lost and are left alone. Then
+    drop the messages the broker keeps after delivery. Returns (job, id) for each."""
     now = now or utcnow()
     with transaction(ctx.sessions) as session:
         lost = [
@@ -62,11 +64,17 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
             for kind in LEASED
             for row_id in lease.sweep(session, kind, now, ctx.lease_s / 2)
         ]
+        # A conversation cannot be re-run: one whose media worker died is ended instead.
+        ended, announced = conversations.end_abandoned(
+            session, now, ctx.settings.conversation_lease_s / 2
+        )
     for job, row_id in lost:
         log.warning("%s %s: its worker stopped; re-sent", job, row_id)
-    ctx.send(*lost)
+    for conversation_id in ended:
+        log.warning("conversation %s: its media worker stopped; ended", conversation_id)
+    ctx.send(*lost, *((webhooks.JOB, event_id) for event_id in announced))
     ctx.queue.drop_consumed()
-    return lost
+    return lost + [(conversations.MEDIA.job, c) for c in ended]
 
 
 def start_sweeper(ctx: JobContext) -> threading.Event:

@@ -26,6 +26,11 @@ def iso_ms(moment: datetime) -> str:
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+def iso_us(moment: datetime) -> str:
+    """Conversation and persona timestamps: ``2025-05-13T06:42:58.291561Z``."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def rfc1123(moment: datetime) -> str:
     """Video timestamps: ``Mon, 14 Jul 2025 09:14:24 GMT``."""
     return format_datetime(as_utc(moment), usegmt=True)

@@ -10,6 +10,16 @@ def replica_id() -> str:
     return "r" + secrets.token_hex(5)
 
 
+def conversation_id() -> str:
+    """``c`` + 11 hex, as Tavus's ``ca4301628cb9``."""
+    return "c" + secrets.token_hex(6)[:11]
+
+
+def persona_id() -> str:
+    """``p`` + 11 hex, as Tavus's ``pcb7a34da5fe``."""
+    return "p" + secrets.token_hex(6)[:11]
+
+
 def video_id() -> str:
     return secrets.token_hex(5)
 

@@ -29,3 +29,9 @@ def watch(title: str, status: str, ready: bool, source: str) -> Html:
     the capability token in the path carries over."""
     main = render("player.html", source=source) if ready else render("waiting.html", status=status)
     return render("watch.html", title=title, main=main)
+
+
+def conversation(title: str, state: str, message: str) -> Html:
+    """The conversation_url page. A placeholder until the media plane lands: it says the
+    conversation's state (``active``, ``ended``, ``not-found``, ``token-required``)."""
+    return render("conversation.html", title=title, state=state, message=message)
