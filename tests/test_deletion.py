@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from likeness.jobs.context import JobContext
+from likeness.kit.db import transaction
 from likeness.models import Replica, Upload, Video, WebhookAttempt, WebhookEvent
+from likeness.replica import service
 from likeness.replica import tasks as replica_tasks
 from likeness.runtime import Runtime
 from likeness.video import tasks as video_tasks
@@ -198,3 +201,45 @@ def test_a_soft_delete_stops_callbacks_not_yet_sent(
         allow_private=True,
     )
     assert receiver.received() == []
+
+
+def test_a_replica_hard_deleted_while_its_callback_is_in_flight_leaves_no_log(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """The receiver deletes the replica while it answers the callback about it."""
+    holder: dict[str, str] = {}
+
+    class DeletesOnCall(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["content-length"] or 0))
+            with transaction(runtime.sessions) as session:
+                service.delete(
+                    session,
+                    runtime.storage,
+                    holder["id"],
+                    True,
+                    runtime.settings.public_url,
+                    runtime.purge_videos_of,
+                )
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), DeletesOnCall)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        hook = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        holder["id"] = client.post(
+            "/v2/replicas",
+            json={"train_video_url": "http://127.0.0.1:9/gone.mp4", "callback_url": hook},
+        ).json()["replica_id"]
+        replica_tasks.train(_deps(runtime), holder["id"])  # fails: its callback is recorded
+        _deliver_all(runtime)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _rows(runtime, holder["id"]) == []
+    with runtime.sessions() as session:
+        assert list(session.scalars(select(WebhookAttempt))) == []

@@ -85,6 +85,8 @@ def deliver(
     give_up = refused or (not delivered and attempt > len(retry_delays_s))
     retry_in_s = None if delivered or give_up else retry_delays_s[attempt - 1]
     with transaction(sessions) as session:
+        if session.get(WebhookEvent, event_id) is None:  # its subject was hard-deleted meanwhile
+            return Outcome(delivered=delivered, retry_in_s=None)
         session.add(
             WebhookAttempt(event_id=event_id, attempt=attempt, status_code=status_code, error=error)
         )
