@@ -19,6 +19,7 @@ from _clips import OUT, REAL, two_minute_720p
 
 
 def main() -> None:
+    from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
     from likeness.training import pipeline
     from likeness.training.limits import Limits
     from likeness.training.workspace import Workspace
@@ -32,6 +33,8 @@ def main() -> None:
                     train_video_url="http://bench.invalid/video",
                     engine="mouthbank",
                     work_dir=Path(folder),
+                    asr=SphinxAsr(),
+                    phones=SphinxPhones(),
                     limits=Limits(consent_policy=policy),  # type: ignore[arg-type]
                     resolve_upload=lambda _u, v=video: v,
                 )

@@ -23,6 +23,7 @@ from _clips import OUT, REAL
 from likeness.errors import TrainingFailure
 from likeness.media.audio import read_audio
 from likeness.media.video import iter_frames, write_mp4
+from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
 from likeness.training import failures, pipeline
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -55,6 +56,8 @@ def first_answer(video: Path, work: Path) -> tuple[str, float]:
         train_video_url="http://unused.invalid/clip.mp4",
         engine="mouthbank",
         work_dir=work,
+        asr=SphinxAsr(),
+        phones=SphinxPhones(),
         resolve_upload=lambda _u: video,
     )
     started = time.perf_counter()

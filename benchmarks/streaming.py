@@ -49,6 +49,7 @@ def bundle_for(video: Path) -> Path:
     work = OUT / "face512"
     bundle = work / "bundle"
     if not bundle.exists():
+        from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
         from likeness.training import pipeline
 
         job = pipeline.Job(
@@ -56,6 +57,8 @@ def bundle_for(video: Path) -> Path:
             train_video_url="http://bench.invalid/face512",
             engine="mouthbank",
             work_dir=work,
+            asr=SphinxAsr(),
+            phones=SphinxPhones(),
             resolve_upload=lambda _u: video,
         )
         pipeline.run(job)

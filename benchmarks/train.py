@@ -24,6 +24,7 @@ from _clips import OUT, clips
 
 def train_one(video: Path, work: Path) -> dict[str, float]:
     from likeness.media.probe import probe
+    from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
     from likeness.training import pipeline
 
     if work.exists():
@@ -42,6 +43,8 @@ def train_one(video: Path, work: Path) -> dict[str, float]:
         train_video_url="http://bench.invalid/video",
         engine="mouthbank",
         work_dir=work,
+        asr=SphinxAsr(),
+        phones=SphinxPhones(),
         resolve_upload=lambda _u: video,
         on_stage_done=done,
     )

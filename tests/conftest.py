@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from likeness.app import create_app
 from likeness.config import Settings
+from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
 from likeness.runtime import Runtime, build_runtime
 from likeness.training import pipeline
 from likeness.training.limits import Limits
@@ -37,6 +38,8 @@ def local_job(clip: Path, work_dir: Path, **fields: Any) -> pipeline.Job:
             "train_video_url": "http://unused.invalid/clip.mp4",
             "engine": "mouthbank",
             "work_dir": work_dir,
+            "asr": SphinxAsr(),
+            "phones": SphinxPhones(),
             "limits": Limits(min_duration_s=5.0),
             "resolve_upload": lambda _url: clip,
             **fields,

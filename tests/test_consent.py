@@ -19,6 +19,7 @@ from likeness.jobs.context import JobContext
 from likeness.kit.db import transaction
 from likeness.media.audio import read_audio, resample
 from likeness.media.video import iter_frames, write_mp4
+from likeness.providers.asr_sphinx import SphinxAsr
 from likeness.providers.tts_piper import synthesize
 from likeness.replica import service, tasks
 from likeness.replica.schemas import CreateReplica
@@ -196,3 +197,30 @@ def test_cli_check_asks_for_consent_as_the_server_does(
 )
 def test_matching_tolerates_recognition_noise(heard: str, passes: bool) -> None:
     assert consent.judge(heard, 0.6).passed is passes
+
+
+class _Recording(SphinxAsr):
+    """The real recogniser, noting what the check asked it (the port at the edge)."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, int]] = []
+        self.heard: list[str] = []
+
+    def recognise(self, samples: np.ndarray, sample_rate_hz: int) -> str:
+        self.asked.append((len(samples), sample_rate_hz))
+        self.heard.append(super().recognise(samples, sample_rate_hz))
+        return self.heard[-1]
+
+
+def test_the_check_hears_through_the_jobs_asr(tmp_path: Path) -> None:
+    """The stage uses the recogniser its job was given (providers/base.py's Asr port), on the
+    first 40 s at most."""
+    asr = _Recording()
+    job = _job(tmp_path, _clip(tmp_path, STATEMENT, "ok.mp4"))
+    job.asr = asr
+    verdict = pipeline.check_video(job)
+    assert verdict.failure is None
+    ((n_samples, rate),) = asr.asked
+    assert rate == 16000 and 0 < n_samples <= consent.WINDOW_S * rate
+    report = next(c for c in verdict.checks if c["check"] == "consent_phrase_mismatch")
+    assert report["heard"] == asr.heard[0] and report["passed"]

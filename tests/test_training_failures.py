@@ -11,6 +11,7 @@ import pytest
 from likeness.errors import TrainingFailure
 from likeness.kit import safe_url
 from likeness.media import download
+from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
 from likeness.training import failures, pipeline
 from likeness.training.limits import Limits
 from likeness.training.stages import validate
@@ -29,6 +30,8 @@ def _run(url: str, tmp_path: Path, **limits: object) -> TrainingFailure:
         train_video_url=url,
         engine="mouthbank",
         work_dir=tmp_path / "work",
+        asr=SphinxAsr(),
+        phones=SphinxPhones(),
         limits=Limits(allow_private_urls=True, download_attempts=1, download_timeout_s=5, **limits),  # type: ignore[arg-type]
     )
     with pytest.raises(TrainingFailure) as caught:
@@ -123,6 +126,8 @@ def test_private_addresses_are_refused_by_default(served: tuple[str, Path], tmp_
         train_video_url=f"{served[0]}/talking_unsynced.mp4",
         engine="mouthbank",
         work_dir=tmp_path / "work",
+        asr=SphinxAsr(),
+        phones=SphinxPhones(),
         limits=Limits(allow_private_urls=False, download_attempts=1),
     )
     with pytest.raises(TrainingFailure) as caught:

@@ -158,6 +158,7 @@ def check(
     import tempfile
 
     from likeness.errors import TrainingFailure
+    from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
     from likeness.replica.tasks import limits_from
     from likeness.runtime import owner_only
     from likeness.training import failures, pipeline
@@ -177,6 +178,8 @@ def check(
             train_video_url="file:video",
             engine="",  # nothing is fitted
             work_dir=Path(folder),
+            asr=SphinxAsr(),
+            phones=SphinxPhones(),
             limits=limits_from(settings),
             non_human=replica_type == "non_human",
             consent_video_url="file:consent" if consent_video else None,

@@ -19,6 +19,7 @@ from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models import Replica
+from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
 from likeness.replica import repository, service
 from likeness.training import pipeline
 from likeness.training.limits import Limits, Thresholds
@@ -89,6 +90,8 @@ def train(ctx: JobContext, replica_id: str, ended: TrainingEnded = _nothing_wait
         train_video_url=url,
         engine=engine,
         work_dir=ctx.storage.ensure_dir(service.work_key(replica_id)),
+        asr=SphinxAsr(),
+        phones=SphinxPhones(),
         limits=limits_from(settings),
         non_human=non_human,
         consent_video_url=consent_url,

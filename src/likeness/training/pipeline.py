@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from likeness.errors import TrainingFailure
+from likeness.providers.base import Asr, PhoneRecognizer
 from likeness.training.limits import Limits
 from likeness.training.stage import Context, Stage
 from likeness.training.stages import (
@@ -50,6 +51,10 @@ class Job:
     train_video_url: str
     engine: str
     work_dir: Path
+    # The speech providers the stages use (providers/base.py ports; the caller picks them):
+    # words for the consent check, phones for the quality report's render.
+    asr: Asr
+    phones: PhoneRecognizer
     limits: Limits = field(default_factory=Limits)
     # replica_type "non_human": no spoken consent is asked for (limits.consent_policy says
     # whether it is asked of the others).
@@ -106,6 +111,8 @@ def context(job: Job) -> Context:
         non_human=job.non_human,
         consent_video_url=job.consent_video_url,
         resolve_upload=job.resolve_upload,
+        asr=job.asr,
+        phones=job.phones,
     )
 
 

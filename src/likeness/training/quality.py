@@ -22,7 +22,7 @@ from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
 from likeness.media.speech import SAMPLE_RATE_HZ, relative_features
 from likeness.media.video import frames_numbered
-from likeness.providers.asr_sphinx import SphinxPhones
+from likeness.providers.base import PhoneRecognizer
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.source import frames_for
 
@@ -39,9 +39,11 @@ def held_out_split(n_frames: int, fps: float) -> int | None:
     return None if n_frames - split < int(2 * fps) else split
 
 
-def report(data: TrainingInput, model: ReplicaModel, split: int) -> dict[str, object]:
+def report(
+    data: TrainingInput, model: ReplicaModel, split: int, phones: PhoneRecognizer
+) -> dict[str, object]:
     """Compare ``model`` (fitted on the frames before ``split`` and their audio only) saying
-    the held-out audio with the real held-out frames."""
+    the held-out audio, its phones recognised by ``phones``, with the real held-out frames."""
     track = data.track
     n = track.n_frames
     audio16 = resample(data.audio, data.sample_rate_hz, SAMPLE_RATE_HZ)
@@ -49,9 +51,11 @@ def report(data: TrainingInput, model: ReplicaModel, split: int) -> dict[str, ob
     held = audio16[cut : cut + int((n - split) / data.fps * SAMPLE_RATE_HZ)]
     frames = n - split
     systems = {
-        "replica": _render(model, held, frames),
+        "replica": _render(model, held, frames, phones),
         "frozen_mouth": _idle(model, frames),
-        "audio_shifted_1s": _render(model, np.roll(held, int(SHIFT_S * SAMPLE_RATE_HZ)), frames),
+        "audio_shifted_1s": _render(
+            model, np.roll(held, int(SHIFT_S * SAMPLE_RATE_HZ)), frames, phones
+        ),
     }
     envelope = relative_features(held, data.fps)[:frames, 0]
     out: dict[str, object] = {
@@ -70,10 +74,12 @@ def report(data: TrainingInput, model: ReplicaModel, split: int) -> dict[str, ob
     return out
 
 
-def _render(model: ReplicaModel, audio: np.ndarray, frames: int) -> Iterator[np.ndarray]:
+def _render(
+    model: ReplicaModel, audio: np.ndarray, frames: int, phones: PhoneRecognizer
+) -> Iterator[np.ndarray]:
     """Exactly ``frames`` frames, a second of audio at a time (memory stays flat)."""
     count = 0
-    for frame in frames_for(model, AudioFrame(audio, SAMPLE_RATE_HZ), SphinxPhones()):
+    for frame in frames_for(model, AudioFrame(audio, SAMPLE_RATE_HZ), phones):
         if count == frames:
             return
         count += 1

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from likeness.providers.base import Asr, PhoneRecognizer
 from likeness.training.limits import Limits
 from likeness.training.workspace import Workspace
 
@@ -30,6 +31,9 @@ class Context:
     consent_video_url: str | None
     # Maps one of our own upload URLs to its file (None for any other URL).
     resolve_upload: Callable[[str], Path | None]
+    # The ears: words for the consent check, phones for the quality report's render.
+    asr: Asr
+    phones: PhoneRecognizer
 
 
 @dataclass(frozen=True)

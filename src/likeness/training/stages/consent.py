@@ -10,10 +10,11 @@ from typing import Any
 
 from likeness.media.audio import read_audio
 from likeness.media.probe import Undecodable
-from likeness.providers.asr_sphinx import SAMPLE_RATE_HZ, transcribe
 from likeness.training.consent import WINDOW_S, judge
 from likeness.training.stage import Context, Progress, Stage
 from likeness.training.stages.download import fetch
+
+SAMPLE_RATE_HZ = 16000  # what speech recognisers take (the ASR resamples anything else)
 
 
 def run(ctx: Context, _progress: Progress) -> None:
@@ -35,9 +36,8 @@ def hear(ctx: Context) -> dict[str, Any]:
     except Undecodable as exc:
         result = judge("", ctx.limits.consent_min_score)
         return {**report, **asdict(result), "error": f"consent audio unreadable: {exc}"}
-    result = judge(
-        transcribe(audio[: int(WINDOW_S * SAMPLE_RATE_HZ)]), ctx.limits.consent_min_score
-    )
+    heard = ctx.asr.recognise(audio[: int(WINDOW_S * SAMPLE_RATE_HZ)], SAMPLE_RATE_HZ)
+    result = judge(heard, ctx.limits.consent_min_score)
     return {**report, **asdict(result)}
 
 

@@ -22,7 +22,7 @@ def run(ctx: Context, _progress: Progress) -> None:
             result: dict[str, object] = {"skipped": "the video is too short to hold out 2 s"}
         else:
             model = get_engine(ctx.engine).load(work.held_in)
-            result = quality.report(data, model, split)
+            result = quality.report(data, model, split, ctx.phones)
     except Exception as exc:  # the report is a courtesy; the replica is fine without it
         log.warning("quality report failed", exc_info=True)
         result = {"error": f"{type(exc).__name__}: {exc}"}
