@@ -48,7 +48,7 @@ def test_ids_are_minted_only_in_kit_ids() -> None:
         if isinstance(node, ast.Attribute)
         and isinstance(node.value, ast.Name)
         and node.value.id == "secrets"
-        and node.attr.startswith("token_")
+        and node.attr == "token_hex"  # ids are hex; a token_urlsafe is a credential
     }
     assert minted == {"kit/ids.py", "config.py"}  # config.py: the API key, a secret, not an id
 
