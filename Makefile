@@ -1,9 +1,11 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# livekit-plugins-tavus needs protobuf>=5; mediapipe 0.10.14 needs protobuf<5: its own venv.
+LIVEKIT_VENV := .venv-livekit
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint typecheck bench clean
+.PHONY: help run test lint typecheck bench clients clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -23,7 +25,14 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed ## Install everything (models included) and start `likeness serve`
 	$(BIN)/likeness serve
 
-test: $(VENV)/.installed-dev lint typecheck ## Install the dev extras; lint, type-check and run the suite
+$(LIVEKIT_VENV)/.installed: tests/clients-livekit.txt
+	$(PYTHON) -m venv $(LIVEKIT_VENV)
+	$(LIVEKIT_VENV)/bin/python -m pip install --quiet -r tests/clients-livekit.txt
+	touch $@
+
+clients: $(LIVEKIT_VENV)/.installed ## The venv tests/test_clients.py runs livekit-plugins-tavus in
+
+test: $(VENV)/.installed-dev clients lint typecheck ## Install the dev extras; lint, type-check and run the suite
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev ## ruff (lint + format) and the import-layer contracts
@@ -43,4 +52,4 @@ bench: $(VENV)/.installed-dev ## Print the training and rendering figures
 	$(BIN)/python benchmarks/negatives.py
 
 clean: ## Remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LIVEKIT_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -198,6 +198,7 @@ def test_bad_patches_are_400s(client: TestClient) -> None:
     assert _refused(bad_op).startswith("Invalid JSON Patch")
     not_a_list = client.patch(url, json={"persona_name": "Bob"})
     assert "JSON Patch (RFC 6902)" in _refused(not_a_list)
+    assert "JSON Patch (RFC 6902)" in _refused(client.patch(url))  # no body at all
     # The patched persona is checked as a create would be.
     no_prompt = client.patch(url, json=[{"op": "remove", "path": "/system_prompt"}])
     assert "system_prompt" in _refused(no_prompt)

@@ -61,7 +61,7 @@ def build_router(api: ApiName) -> APIRouter:
     def patch(
         persona_id: str,
         rt: RuntimeDep,
-        operations: Any = Body(..., examples=[PATCH_EXAMPLE]),
+        operations: Any = Body(None, examples=[PATCH_EXAMPLE]),
     ) -> Any:
         with transaction(rt.sessions) as session:
             changed = service.patch(session, rt.settings, persona_id, operations, api)
