@@ -8,6 +8,12 @@ of its audio are still being recognised runs the recognition in a child process:
 Each line is ``{"until": seconds, "phones": [[name, start_s, end_s], ...]}``: the phones newly
 settled, final up to ``until``. This module imports nothing heavy, so the child starts in
 ~0.1 s; asr_sphinx.py is the interface the rest of likeness uses.
+
+``--live`` serves a live call instead: one child for many utterances, each sent as
+length-prefixed PCM pieces (4-byte little-endian length, then the bytes; length 0 ends the
+utterance), looked at every 0.1 s and settled 0.15 s behind the audio (a live mouth cannot wait
+a second; the few phones this settles early are the price). Lines then also carry ``"utt"``
+(counting utterances from 0) and ``"final"``.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 SAMPLE_RATE_HZ = 16000
 FRAME_S = 0.01  # PocketSphinx's feature frames
@@ -24,6 +30,8 @@ LOOK_EVERY_S = 0.5  # how often the settled phones are looked at
 # A phone counts as settled once it ended this long before the audio decoded so far: on the
 # five LibriVox clips the settled phones were then exactly the final ones (0.5 s: one not).
 SETTLE_S = 1.0
+LIVE_LOOK_EVERY_S = 0.1
+LIVE_SETTLE_S = 0.15
 # How much audio one call decodes (asr_sphinx.recognise too). Each call holds the GIL, so other
 # threads (a job's heartbeat) get a turn between calls; a renderer needs more than that, hence
 # the child process.
@@ -52,23 +60,29 @@ def phone_decoder() -> Any:
 def segments(decoder: Any) -> list[Segment]:
     """The decoder's current best phone path."""
     return [
-        (str(s.word), s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S) for s in decoder.seg()
+        (str(s.word), s.start_frame * FRAME_S, (s.end_frame + 1) * FRAME_S)
+        for s in decoder.seg() or ()  # None for an utterance too short to hold a phone
     ]
 
 
-def settled(pcm: Iterable[bytes]) -> Iterator[tuple[list[Segment], float]]:
+def settled(
+    pcm: Iterable[bytes],
+    decoder: Any = None,
+    settle_s: float = SETTLE_S,
+    look_every_s: float = LOOK_EVERY_S,
+) -> Iterator[tuple[list[Segment], float]]:
     """(phones newly settled, time up to which phones are final) as the int16 PCM pieces
     are decoded; lastly (the remaining phones, the audio's end)."""
-    decoder = phone_decoder()
+    decoder = decoder or phone_decoder()
     until = decoded = look_at = 0.0
     decoder.start_utt()
     for piece in pcm:
         decoder.process_raw(piece)
         decoded += len(piece) / 2 / SAMPLE_RATE_HZ
-        if decoded < look_at + LOOK_EVERY_S:
+        if decoded < look_at + look_every_s:
             continue
         look_at = decoded
-        fresh = [p for p in segments(decoder) if p[1] >= until and p[2] < decoded - SETTLE_S]
+        fresh = [p for p in segments(decoder) if p[1] >= until and p[2] < decoded - settle_s]
         if fresh:
             until = fresh[-1][2]
             yield fresh, until
@@ -76,7 +90,34 @@ def settled(pcm: Iterable[bytes]) -> Iterator[tuple[list[Segment], float]]:
     yield [p for p in segments(decoder) if p[1] >= until], decoded
 
 
+def _utterance(stdin: BinaryIO) -> Iterator[bytes]:
+    """The pieces of one live utterance, up to its end mark (or the end of input)."""
+    while len(head := stdin.read(4)) == 4:
+        size = int.from_bytes(head, "little")
+        if size == 0:
+            return
+        yield stdin.read(size)
+
+
+def live() -> None:
+    stdin: Any = sys.stdin.buffer  # a BufferedReader: it has peek()
+    decoder, utt = phone_decoder(), 0
+    while stdin.peek(1):
+        pieces = _utterance(stdin)
+        out = settled(pieces, decoder, LIVE_SETTLE_S, LIVE_LOOK_EVERY_S)
+        for fresh, until in out:
+            line = {"utt": utt, "until": until, "phones": fresh, "final": False}
+            sys.stdout.write(json.dumps(line) + "\n")
+            sys.stdout.flush()
+        sys.stdout.write(json.dumps({"utt": utt, "until": 0, "phones": [], "final": True}) + "\n")
+        sys.stdout.flush()
+        utt += 1
+
+
 def main() -> None:
+    if sys.argv[1:] == ["--live"]:
+        live()
+        return
     stdin = sys.stdin.buffer
     size = 2 * int(SAMPLE_RATE_HZ * PIECE_S)
     for fresh, until in settled(iter(lambda: stdin.read(size), b"")):

@@ -52,14 +52,19 @@ def synthesize(text: str) -> tuple[np.ndarray, int]:
 
 
 class PiperTts:
-    """The offline voice with the timing of every word and phone it says."""
+    """The offline voice with the timing of every word and phone it says. ``decoder``: a
+    word decoder (asr_sphinx.word_decoder()) kept for every alignment, for a voice that
+    speaks often (a live conversation's)."""
+
+    def __init__(self, decoder: Any = None) -> None:
+        self._decoder = decoder
 
     async def speak(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
         """Each sentence as soon as it is spoken and aligned (in a worker thread: Piper's
         ONNX runtime lets the event loop run meanwhile). Raises Unspeakable."""
         said = False
         for sentence in _sentences(text):
-            chunk = await asyncio.to_thread(_chunk, sentence)
+            chunk = await asyncio.to_thread(_chunk, sentence, self._decoder)
             if chunk is not None:
                 said = True
                 yield chunk
@@ -78,7 +83,7 @@ class PiperTts:
             made_s += len(said[0]) / said[1]
             if max_duration_s is not None and made_s > max_duration_s:
                 raise TooLong(max_duration_s)
-            yield _timed(sentence, *said)
+            yield _timed(sentence, *said, self._decoder)
         if made_s == 0.0:
             raise Unspeakable(NOTHING_SAID)
 
@@ -99,15 +104,15 @@ def _say(sentence: str) -> tuple[np.ndarray, int] | None:
     return audio.astype(np.float32), int(chunks[0].sample_rate)
 
 
-def _chunk(sentence: str) -> SpeechChunk | None:
+def _chunk(sentence: str, decoder: Any = None) -> SpeechChunk | None:
     said = _say(sentence)
-    return None if said is None else _timed(sentence, *said)
+    return None if said is None else _timed(sentence, *said, decoder)
 
 
-def _timed(sentence: str, samples: np.ndarray, rate: int) -> SpeechChunk:
+def _timed(sentence: str, samples: np.ndarray, rate: int, decoder: Any = None) -> SpeechChunk:
     """The sentence's words and phones, aligned to what the voice said."""
     speech = resample(samples, rate, asr_sphinx.SAMPLE_RATE_HZ)
-    words, phones = asr_sphinx.align_words(speech, sentence)
+    words, phones = asr_sphinx.align_words(speech, sentence, decoder)
     if not phones:  # a word outside the dictionary: the phones are recognised, words unknown
         phones = asr_sphinx.recognise(speech)
     return SpeechChunk(samples, rate, sentence, tuple(words), tuple(phones))

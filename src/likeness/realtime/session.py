@@ -1,0 +1,239 @@
+"""One live conversation: the clock that ticks the speaker, the protocol in and out, and the
+bounded queues that carry ticks to the transports (WebRTC tracks) and events to every
+channel (data channels, WebSockets).
+
+Runs on an asyncio loop; the CPU-bound work (rendering, the greenscreen matte) runs on one
+media thread per conversation, so the loop only routes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import Any, Generic, TypeVar
+
+import cv2
+import numpy as np
+
+from likeness.engines.base import EngineSession
+from likeness.realtime import protocol
+from likeness.realtime.frames import Refused, Sentence, SpeakerEvent, Started, Stopped, Tick
+from likeness.realtime.speaker import MAX_UTTERANCES, PhonesFactory, Speaker, Voice
+
+log = logging.getLogger(__name__)
+
+GREEN = (0, 255, 155)  # Tavus's greenscreen colour, RGB
+MAX_BEHIND_S = 0.5  # a clock this late restarts its schedule rather than bursting frames
+T = TypeVar("T")
+
+
+class Latest(Generic[T]):
+    """A bounded queue for one consumer: past ``size`` the oldest item goes (a late video
+    frame is worth nothing; memory never grows)."""
+
+    def __init__(self, size: int) -> None:
+        self._items: deque[T] = deque(maxlen=size)
+        self._ready = asyncio.Event()
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        if len(self._items) == self._items.maxlen:
+            self.dropped += 1
+        self._items.append(item)
+        self._ready.set()
+
+    async def get(self) -> T:
+        while not self._items:
+            self._ready.clear()
+            await self._ready.wait()
+        return self._items.popleft()
+
+
+@dataclass(frozen=True)
+class Look:
+    """How frames leave: scaled down to at most ``max_height_px`` tall (even sizes, for
+    4:2:0 codecs), the person on Tavus's green when ``greenscreen``."""
+
+    max_height_px: int = 512
+    greenscreen: bool = False
+
+
+class LiveConversation:
+    def __init__(
+        self,
+        conversation_id: str,
+        session: EngineSession,
+        voice: Voice,
+        phones: PhonesFactory,
+        look: Look | None = None,
+        greeting: str | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.conversation_id = conversation_id
+        self.fps = session.fps
+        self.speaker = Speaker(session, voice, phones)
+        self.outbox = protocol.Outbox(conversation_id, now)
+        self.look = look or Look()
+        self._greeting = greeting
+        self._joined = False
+        self._open: set[str] = set()  # utterances asked for and not yet over
+        self._media: list[Latest[Tick]] = []
+        self._events: list[Latest[dict[str, Any]]] = []
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"media-{conversation_id}")
+        self._matte: Any = None
+        self._closed = False
+        self.ticks = 0
+
+    # -- wiring ----------------------------------------------------------------------------
+    def media(self, size: int = 3) -> Latest[Tick]:
+        """A new consumer of ticks (a transport's tracks)."""
+        queue: Latest[Tick] = Latest(size)
+        self._media.append(queue)
+        return queue
+
+    def events(self, size: int = 256) -> Latest[dict[str, Any]]:
+        """A new consumer of outbound envelopes (a data channel, a WebSocket)."""
+        queue: Latest[dict[str, Any]] = Latest(size)
+        self._events.append(queue)
+        return queue
+
+    def unsubscribe(self, queue: object) -> None:
+        for queues in (self._media, self._events):
+            with contextlib.suppress(ValueError):
+                queues.remove(queue)  # type: ignore[arg-type]  # either list's item type
+
+    def participant_joined(self) -> None:
+        """The first participant hears the greeting."""
+        if not self._joined and self._greeting:
+            self._say_text(self._greeting, str(uuid.uuid4()))
+        self._joined = True
+
+    # -- the protocol ----------------------------------------------------------------------
+    def handle(self, raw: str | bytes) -> None:
+        """One inbound envelope; whatever is wrong with it is answered with an error event."""
+        try:
+            message = protocol.parse(raw, self.conversation_id)
+            if isinstance(message, protocol.Interrupt):
+                self.speaker.interrupt()
+                self._open.clear()
+            elif isinstance(message, protocol.EchoText):
+                self._say_text(message.text, message.inference_id)
+            else:
+                if message.inference_id not in self._open:
+                    self._admit(message.inference_id)
+                try:
+                    self.speaker.say_audio(
+                        message.pcm, message.sample_rate_hz, message.inference_id, message.done
+                    )
+                except ValueError as exc:
+                    raise protocol.BadMessage(str(exc), "conversation.echo") from None
+        except protocol.BadMessage as problem:
+            self._publish_event(self.outbox.error(problem))
+
+    def _say_text(self, text: str, inference_id: str) -> None:
+        self._admit(inference_id)
+        self.speaker.say_text(text, inference_id)
+
+    def _admit(self, inference_id: str) -> None:
+        if len(self._open) >= MAX_UTTERANCES:
+            raise protocol.BadMessage(
+                f"too many utterances queued (at most {MAX_UTTERANCES}): wait for "
+                "conversation.replica.stopped_speaking or send conversation.interrupt",
+                "conversation.echo",
+            )
+        self._open.add(inference_id)
+
+    def _publish_event(self, envelope: dict[str, Any]) -> None:
+        for queue in self._events:
+            queue.put(envelope)
+
+    def _on_speaker(self, event: SpeakerEvent) -> None:
+        out = self.outbox
+        props: dict[str, Any]
+        if isinstance(event, Started):
+            out.next_turn()
+            props = {"role": "replica"}
+            self._publish_event(
+                out.event("conversation.replica.started_speaking", props, event.inference_id)
+            )
+            if event.text is not None:
+                props = {"role": "replica", "speech": event.text}
+                self._publish_event(out.event("conversation.utterance", props, event.inference_id))
+        elif isinstance(event, Sentence):
+            props = {"role": "replica", "speech": event.text_so_far, "interrupted": False}
+            self._publish_event(
+                out.event("conversation.utterance.streaming", props, event.inference_id)
+            )
+        elif isinstance(event, Stopped):
+            self._open.discard(event.inference_id)
+            props = {
+                "role": "replica",
+                "duration": round(event.duration_s, 3),
+                "interrupted": event.interrupted,
+            }
+            self._publish_event(
+                out.event("conversation.replica.stopped_speaking", props, event.inference_id)
+            )
+        elif isinstance(event, Refused):
+            self._open.discard(event.inference_id)
+            error = out.error(protocol.BadMessage(event.message, "conversation.echo"))
+            error["properties"]["inference_id"] = event.inference_id
+            self._publish_event(error)
+
+    # -- the clock -------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Tick until close(): one frame of 1 / fps each, on the loop's clock."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        k = 0
+        try:
+            while not self._closed:
+                tick = await loop.run_in_executor(self._thread, self._tick)
+                for event in tick.events:
+                    self._on_speaker(event)
+                for queue in self._media:
+                    queue.put(tick)
+                self.ticks += 1
+                k += 1
+                delay = start + k / self.fps - loop.time()
+                if delay < -MAX_BEHIND_S:
+                    log.warning("conversation %s: clock %.2f s late", self.conversation_id, -delay)
+                    start, k = loop.time(), 0
+                await asyncio.sleep(max(0.0, delay))
+        finally:
+            await loop.run_in_executor(self._thread, self._release)
+
+    def _tick(self) -> Tick:
+        tick = self.speaker.tick()
+        image = self._looked(tick.video.image)
+        return replace(tick, video=tick.video.with_image(image))
+
+    def _looked(self, image: np.ndarray) -> np.ndarray:
+        if self.look.greenscreen:
+            if self._matte is None:
+                from likeness.face.segmentation import PersonMatte
+
+                self._matte = PersonMatte()
+            alpha = self._matte.alpha(image)[:, :, None]
+            green = np.array(GREEN, np.float32)
+            image = (image * alpha + green * (1.0 - alpha) + 0.5).astype(np.uint8)
+        height, width = image.shape[:2]
+        scale = min(1.0, self.look.max_height_px / height)
+        size = (int(width * scale) // 2 * 2, int(height * scale) // 2 * 2)
+        if size != (width, height):
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+        return image
+
+    def _release(self) -> None:
+        self.speaker.close()
+        if self._matte is not None:
+            self._matte.__exit__()
+
+    def close(self) -> None:
+        self._closed = True

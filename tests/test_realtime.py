@@ -1,0 +1,398 @@
+"""A live conversation without a network: the Interactions Protocol, and the replica (trained
+from a fixture clip by the real pipeline) speaking echo text and streamed echo audio on the
+conversation's own clock, interrupted, idling, greeting."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
+from likeness.media.audio import read_audio, to_int16
+from likeness.providers.base import Phone
+from likeness.providers.sphinx_live import SphinxLivePhones
+from likeness.providers.voice_process import VoiceProcess
+from likeness.realtime import protocol
+from likeness.realtime.frames import Tick, audio_span
+from likeness.realtime.session import GREEN, LiveConversation, Look
+from likeness.realtime.speaker import MAX_UTTERANCES, Speaker
+from likeness.training import pipeline
+
+from .conftest import FIXTURES, local_job
+
+CID = "c123456789ab"
+BILABIALS = {"P", "B", "M"}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> MouthbankModel:
+    work = tmp_path_factory.mktemp("live")
+    pipeline.run(local_job(FIXTURES / "short_talk.mp4", work))
+    return MouthbankEngine().load(work / "bundle")
+
+
+@pytest.fixture(scope="module")
+def voice() -> Iterator[VoiceProcess]:
+    process = VoiceProcess()
+    list(process.say("Ready."))  # warm: the voice and its decoder load once (seconds)
+    yield process
+    process.close()
+
+
+def envelope(event_type: str, **props: Any) -> str:
+    return json.dumps(
+        {
+            "message_type": "conversation",
+            "event_type": event_type,
+            "conversation_id": CID,
+            "properties": props,
+        }
+    )
+
+
+def audio_chunks(rate: int, seconds: float, chunk_s: float = 0.1) -> list[bytes]:
+    samples, _ = read_audio(FIXTURES / "librivox_0880.wav", rate)
+    pcm = to_int16(samples[: int(rate * seconds)]).tobytes()
+    step = 2 * int(rate * chunk_s)
+    return [pcm[i : i + step] for i in range(0, len(pcm), step)]
+
+
+# -- the protocol --------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("raw", "says"),
+    [
+        ("not json", "not JSON"),
+        ("[1]", "JSON object"),
+        (json.dumps({"message_type": "conversation"}), "event_type is required"),
+        (json.dumps({"event_type": "conversation.echo"}), "message_type"),
+        (envelope("conversation.dance"), "unknown event_type"),
+        (envelope("conversation.respond", text="hi"), "not supported yet"),
+        (envelope("conversation.echo"), "properties.text is required"),
+        (envelope("conversation.echo", text="   "), "properties.text is required"),
+        (envelope("conversation.echo", modality="video"), "modality"),
+        (envelope("conversation.echo", modality="audio", audio="@@@"), "not valid base64"),
+        (envelope("conversation.echo", modality="audio", audio="AAAA"), "whole 16-bit"),
+        (envelope("conversation.echo", audio="AAAA", sample_rate=12345), "sample_rate must be"),
+        (envelope("conversation.echo", audio="AAAA", sample_rate="16000"), "sample_rate must be"),
+        (envelope("conversation.echo", audio="AAAAAA==", done="yes"), "done must be a boolean"),
+        ("x" * (protocol.MAX_MESSAGE_BYTES + 1), "too large"),
+    ],
+)
+def test_a_malformed_message_is_refused_with_what_to_change(raw: str, says: str) -> None:
+    with pytest.raises(protocol.BadMessage, match=says):
+        protocol.parse(raw, CID)
+
+
+def test_a_message_for_another_conversation_is_refused() -> None:
+    raw = json.dumps({"message_type": "conversation", "event_type": "conversation.interrupt",
+                      "conversation_id": "cother", "properties": {}})  # fmt: skip
+    with pytest.raises(protocol.BadMessage, match="conversation_id"):
+        protocol.parse(raw, CID)
+
+
+def test_echo_messages_parse_to_typed_values() -> None:
+    text = protocol.parse(envelope("conversation.echo", text="Hi.", inference_id="i1"), CID)
+    assert text == protocol.EchoText("Hi.", "i1")
+    pcm = np.arange(4, dtype=np.int16).tobytes()
+    raw = envelope(
+        "conversation.echo", modality="audio", audio=base64.b64encode(pcm).decode(),
+        sample_rate=24000, inference_id="i2", done=False,
+    )  # fmt: skip
+    assert protocol.parse(raw, CID) == protocol.EchoAudio(pcm, 24000, "i2", False)
+    assert protocol.parse(envelope("conversation.interrupt"), CID) == protocol.Interrupt()
+
+
+def test_outbound_events_are_stamped_in_order() -> None:
+    outbox = protocol.Outbox(CID, now=lambda: 1234.5)
+    outbox.next_turn()
+    first = outbox.event("conversation.replica.started_speaking", {}, "i1")
+    error = outbox.error(protocol.BadMessage("nope", "conversation.echo"))
+    assert first["seq"] == 1 and error["seq"] == 2
+    assert first["turn_idx"] == 1 and first["timestamp"] == 1234.5
+    assert first["inference_id"] == first["properties"]["inference_id"] == "i1"
+    assert first["message_type"] == "conversation" and first["conversation_id"] == CID
+    assert error["event_type"] == "conversation.error"
+    assert error["properties"] == {"message": "nope", "event_type": "conversation.echo"}
+
+
+# -- the speaker on its clock ------------------------------------------------------------------
+def test_the_replica_moves_while_silent_and_the_clock_is_one(model: MouthbankModel) -> None:
+    speaker = Speaker(model.session(), voice=lambda _t: [], phones=SphinxLivePhones)
+    ticks = [speaker.tick() for _ in range(30)]
+    speaker.close()
+    images = np.stack([t.video.image for t in ticks]).astype(np.int16)
+    assert np.abs(np.diff(images, axis=0)).mean(axis=(1, 2, 3)).max() > 0.5  # never a still
+    assert not any(t.speaking for t in ticks)
+    assert all(not t.audio.samples.any() for t in ticks)
+    # frame k and the audio from sample k * rate / fps: one clock for both
+    for t in ticks:
+        assert t.video.pts == t.index and t.audio.pts == audio_span(t.index, model.fps)[0]
+        assert t.audio.pts + len(t.audio.samples) == audio_span(t.index + 1, model.fps)[0]
+
+
+class Call:
+    """A LiveConversation ticking on the real clock, with its events and ticks recorded."""
+
+    def __init__(self, conversation: LiveConversation) -> None:
+        self.conversation = conversation
+        self.events: list[dict[str, Any]] = []
+        self.ticks: list[Tick] = []
+        self._events = conversation.events()
+        self._media = conversation.media(size=1000)
+
+    async def until(self, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        async def wait() -> None:
+            while not done():
+                await asyncio.sleep(0.02)
+                self._collect()
+
+        await asyncio.wait_for(wait(), timeout_s)
+
+    def _collect(self) -> None:
+        while self._events._items:
+            self.events.append(self._events._items.popleft())
+        while self._media._items:
+            self.ticks.append(self._media._items.popleft())
+
+    def types(self, inference_id: str | None = None) -> list[str]:
+        return [
+            e["event_type"]
+            for e in self.events
+            if inference_id is None or e["properties"].get("inference_id") == inference_id
+        ]
+
+    def has(self, event_type: str, **props: Any) -> bool:
+        return any(
+            e["event_type"] == event_type
+            and all(e["properties"].get(k) == v for k, v in props.items())
+            for e in self.events
+        )
+
+
+def run_call(conversation: LiveConversation, script: Callable[[Call], Any]) -> Call:
+    call = Call(conversation)
+
+    async def main() -> None:
+        clock = asyncio.create_task(conversation.run())
+        try:
+            await script(call)
+        finally:
+            conversation.close()
+            await clock
+        call._collect()
+
+    asyncio.run(main())
+    return call
+
+
+def test_echo_text_is_spoken_with_its_events_in_order(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+
+    async def script(call: Call) -> None:
+        conversation.handle(envelope("conversation.echo", text="Hello there. I am Bob.",
+                                     inference_id="t1"))  # fmt: skip
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"))
+
+    call = run_call(conversation, script)
+    assert call.types("t1") == [
+        "conversation.replica.started_speaking",
+        "conversation.utterance",
+        "conversation.utterance.streaming",
+        "conversation.utterance.streaming",
+        "conversation.replica.stopped_speaking",
+    ]
+    seqs = [e["seq"] for e in call.events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    utterance = call.events[1]["properties"]
+    assert utterance == {
+        "role": "replica",
+        "speech": "Hello there. I am Bob.",
+        "inference_id": "t1",
+    }
+    assert call.events[3]["properties"]["speech"] == "Hello there. I am Bob."
+    stopped = call.events[-1]
+    assert stopped["properties"]["interrupted"] is False and stopped["turn_idx"] == 1
+    speaking = [t for t in call.ticks if t.speaking]
+    assert stopped["properties"]["duration"] == pytest.approx(len(speaking) / model.fps)
+    assert 1.0 < len(speaking) / model.fps < 4.0
+    voiced = np.concatenate([t.audio.samples for t in speaking])
+    assert np.sqrt(np.mean(voiced**2)) > 0.02  # the voice is heard
+    assert not any(t.audio.samples.any() for t in call.ticks if not t.speaking)
+    images = np.stack([t.video.image for t in speaking]).astype(np.float32)
+    assert np.percentile(images.std(axis=0), 99.9) > 15  # the lips move
+
+
+class PhoneSpy:
+    """The real engine session, recording what it is told (to check that the live path
+    renders from phones, never from loudness alone)."""
+
+    def __init__(self, session: Any) -> None:
+        self._session = session
+        self.fps = session.fps
+        self.phones: list[Phone] = []
+        self.fed_s = 0.0
+        self.unphoned_frames = 0  # frames pulled past the phones known when they were made
+        self.pulled = 0  # frames of the (one) utterance
+
+    def push_audio(self, samples: np.ndarray, rate: int) -> None:
+        self.fed_s += len(samples) / rate
+        self._session.push_audio(samples, rate)
+
+    def push_phones(self, phones: list[Phone]) -> None:
+        self.phones = list(phones)
+        self._session.push_phones(phones)
+
+    def pull(self) -> Any:
+        frames = self._session.pull()
+        known_s = self.phones[-1].end_s if self.phones else 0.0
+        for _ in frames:
+            self.unphoned_frames += (self.pulled - 1) / self.fps > known_s
+            self.pulled += 1
+        return frames
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._session, name)
+
+
+def test_streamed_echo_audio_is_spoken_with_live_phones(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    spy = PhoneSpy(model.session())
+    conversation = LiveConversation(CID, spy, voice.say, SphinxLivePhones)  # type: ignore[arg-type]
+    chunks = audio_chunks(24000, 3.0)
+
+    async def script(call: Call) -> None:
+        for i, chunk in enumerate(chunks):  # 100 ms chunks as a TTS streams them, in time
+            conversation.handle(envelope(
+                "conversation.echo", modality="audio", audio=base64.b64encode(chunk).decode(),
+                sample_rate=24000, inference_id="a1", done=i == len(chunks) - 1,
+            ))  # fmt: skip
+            await asyncio.sleep(0.1)
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"))
+
+    call = run_call(conversation, script)
+    assert call.types("a1") == [
+        "conversation.replica.started_speaking",
+        "conversation.replica.stopped_speaking",
+    ]
+    assert BILABIALS & {p.name for p in spy.phones}  # "...two months..." has its /m/
+    assert spy.unphoned_frames == 0
+    speaking = [t for t in call.ticks if t.speaking]
+    assert len(speaking) / model.fps == pytest.approx(3.0, abs=0.1)
+    heard = np.concatenate([t.audio.samples for t in speaking])
+    sent, _ = read_audio(FIXTURES / "librivox_0880.wav", 48000)
+    # the same speech comes out, at the output rate (not a loudness-shaped stand-in)
+    n = min(len(heard), int(2.9 * 48000))
+    assert np.corrcoef(heard[:n], sent[:n])[0, 1] > 0.9
+
+
+def test_interrupt_stops_speech_within_a_few_frames(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+    marks: dict[str, int] = {}
+
+    async def script(call: Call) -> None:
+        text = "This is a long sentence that will not be finished. And another one after it."
+        conversation.handle(envelope("conversation.echo", text=text, inference_id="t2"))
+        await call.until(lambda: sum(t.speaking for t in call.ticks) >= 8)
+        marks["interrupt"] = conversation.ticks
+        conversation.handle(envelope("conversation.interrupt"))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"))
+        await asyncio.sleep(0.5)
+
+    call = run_call(conversation, script)
+    stopped = [e for e in call.events if e["event_type"].endswith("stopped_speaking")]
+    assert [e["properties"]["interrupted"] for e in stopped] == [True]
+    assert 0.2 < stopped[0]["properties"]["duration"] < 2.0
+    after = call.ticks[marks["interrupt"] + 3 :]  # the tick in flight, then silence
+    assert len(after) > 8
+    assert not any(t.speaking or t.audio.samples.any() for t in after)
+
+
+def test_a_bad_message_gets_an_error_and_the_call_goes_on(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+
+    async def script(call: Call) -> None:
+        conversation.handle("{not json")
+        conversation.handle(envelope("conversation.echo", audio="AAAA", sample_rate=11025))
+        for rate in (16000, 24000):
+            conversation.handle(envelope(
+                "conversation.echo", audio="AAAAAA==", sample_rate=rate, inference_id="a9",
+                done=False,
+            ))  # fmt: skip
+        conversation.handle(envelope("conversation.echo", text="Still here.", inference_id="t3"))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking",
+                                          inference_id="t3"))  # fmt: skip
+
+    call = run_call(conversation, script)
+    errors = [e["properties"]["message"] for e in call.events if e["event_type"].endswith("error")]
+    assert errors[0] == "message is not JSON"
+    assert errors[1].startswith("properties.sample_rate must be one of")
+    assert "sample_rate changed within utterance a9" in errors[2]
+    assert call.has("conversation.utterance", speech="Still here.")
+
+
+def test_a_burst_of_echoes_is_bounded_and_answered(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+
+    async def script(call: Call) -> None:
+        for i in range(100):
+            conversation.handle(envelope("conversation.echo", text=f"Number {i}.",
+                                         inference_id=f"b{i}"))  # fmt: skip
+        await call.until(lambda: call.has("conversation.replica.started_speaking"))
+        conversation.handle(envelope("conversation.interrupt"))
+        conversation.handle(envelope("conversation.echo", text="Done.", inference_id="last"))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking",
+                                          inference_id="last"))  # fmt: skip
+
+    call = run_call(conversation, script)
+    refused = [e for e in call.events if e["event_type"] == "conversation.error"]
+    assert len(refused) == 100 - MAX_UTTERANCES
+    assert "too many utterances queued" in refused[0]["properties"]["message"]
+    started = [e["properties"]["inference_id"] for e in call.events
+               if e["event_type"].endswith("started_speaking")]  # fmt: skip
+    assert started == ["b0", "last"]  # the queued rest was dropped by the interrupt
+
+
+def test_the_greeting_is_spoken_when_the_first_participant_joins(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    conversation = LiveConversation(
+        CID, model.session(), voice.say, SphinxLivePhones, greeting="Welcome."
+    )
+
+    async def script(call: Call) -> None:
+        conversation.participant_joined()
+        conversation.participant_joined()
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"))
+        await asyncio.sleep(0.3)
+
+    call = run_call(conversation, script)
+    assert [e["properties"]["speech"] for e in call.events
+            if e["event_type"] == "conversation.utterance"] == ["Welcome."]  # fmt: skip
+
+
+def test_frames_leave_scaled_down_and_on_green(model: MouthbankModel) -> None:
+    conversation = LiveConversation(
+        CID, model.session(), voice=lambda _t: [], phones=SphinxLivePhones,
+        look=Look(max_height_px=150, greenscreen=True),
+    )  # fmt: skip
+    tick = conversation._tick()
+    conversation._release()
+    image = tick.video.image
+    assert image.shape == (150, 200, 3)
+    corner = image[:8, :8].reshape(-1, 3).astype(int)  # background, far from the person
+    assert np.abs(corner - np.array(GREEN)).max() < 40
