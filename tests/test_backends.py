@@ -129,3 +129,45 @@ def test_postgres_gets_no_input_it_cannot_hold(pg_runtime: Runtime) -> None:
         upload = client.post("/v2/uploads", files={"file": ("v.mp4", b"\0" * 10, kind)})
         assert upload.status_code == 400
         assert client.get("/v2/replicas").json()["total_count"] == 1
+
+
+def test_postgres_holds_conversations_and_personas(pg_runtime: Runtime) -> None:
+    """Personas (JSON layers, a JSON Patch), conversations (create, list, end) and the sweep
+    ending one whose media worker died, on PostgreSQL."""
+    from datetime import timedelta
+
+    from likeness.conversation import service as conversations
+    from likeness.kit.clock import utcnow
+    from likeness.worker import sweep
+
+    from .test_conversations import make_replica
+
+    face = make_replica(pg_runtime)
+    with TestClient(create_app(runtime=pg_runtime), headers={"x-api-key": API_KEY}) as client:
+        layers = {"llm": {"model": "m", "headers": {"x": "é"}}, "transport": None}
+        pal = client.post(
+            "/v2/pals", json={"pipeline_mode": "echo", "default_face_id": face, "layers": layers}
+        ).json()["pal_id"]
+        patch = [{"op": "add", "path": "/layers/tts", "value": {"tts_engine": "cartesia"}}]
+        assert client.patch(f"/v2/pals/{pal}", json=patch).status_code == 200
+        assert client.get(f"/v2/pals/{pal}").json()["layers"] == layers | {"tts": patch[0]["value"]}
+        ended, lost = (
+            client.post("/v2/conversations", json={"pal_id": pal}).json()["conversation_id"]
+            for _ in range(2)
+        )
+        assert client.post(f"/v2/conversations/{ended}/end").status_code == 200
+        last = client.get("/v2/conversations", params={"page": MAX_PAGE, "limit": 1000})
+        assert last.status_code == 200 and last.json()["data"] == []
+        assert (
+            client.get("/v2/conversations", params={"status": "ended"}).json()["total_count"] == 1
+        )
+        lease_s = pg_runtime.settings.conversation_lease_s
+        assert conversations.claim(pg_runtime.sessions, lost, lease_s) is not None
+        ctx = JobContext(
+            pg_runtime.sessions, pg_runtime.storage, pg_runtime.settings, pg_runtime.queue
+        )
+        later = utcnow() + timedelta(seconds=2 * lease_s)
+        assert sweep(ctx, later) == [("conversation.media", lost)]
+        body = client.get(f"/v2/conversations/{lost}", params={"verbose": True}).json()
+        assert body["status"] == "ended"
+        assert body["shutdown_reason"] == "internal error occurred at step media worker"

@@ -354,6 +354,16 @@ def test_require_auth_returns_a_token_the_page_requires(
     assert opened.status_code == 200 and 'data-state="active"' in opened.text
 
 
+def test_the_token_page_tells_nothing(client: TestClient, runtime: Runtime) -> None:
+    ready = make_replica(runtime)
+    created = client.post(
+        "/v2/conversations",
+        json={"replica_id": ready, "require_auth": True, "conversation_name": "Board meeting"},
+    ).json()
+    refused = TestClient(client.app).get(f"/c/{created['conversation_id']}")
+    assert refused.status_code == 401 and "Board meeting" not in refused.text
+
+
 def test_the_page_answers_for_open_ended_and_unknown(client: TestClient, runtime: Runtime) -> None:
     ready = make_replica(runtime)
     conversation_id = client.post("/v2/conversations", json={"replica_id": ready}).json()[
@@ -514,6 +524,42 @@ def test_a_transcript_entry_is_checked(client: TestClient, runtime: Runtime) -> 
     ]
     with transaction(runtime.sessions) as session, pytest.raises(ValueError):
         service.append_transcript(session, conversation_id, [{"role": "bot", "content": "x"}])
+
+
+def test_media_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "LIKENESS_ICE_SERVERS",
+        '[{"urls": "stun:stun.example.org"}, '
+        '{"urls": ["turn:t.example.org"], "username": "u", "credential": "p"}]',
+    )
+    monkeypatch.setenv("LIKENESS_MAX_CONVERSATIONS", "4")
+    monkeypatch.setenv("LIKENESS_CONVERSATION_MAX_HEIGHT", "720")
+    settings = Settings()
+    stun, turn = settings.ice_servers
+    assert stun.urls == "stun:stun.example.org" and stun.username is None
+    assert turn.urls == ["turn:t.example.org"] and turn.credential == "p"
+    assert settings.max_conversations == 4 and settings.conversation_max_height == 720
+
+
+def test_the_persona_the_media_side_sees(client: TestClient, runtime: Runtime) -> None:
+    ready = make_replica(runtime)
+    persona_id = client.post(
+        "/v2/personas",
+        json={"system_prompt": "Be brief.", "context": "Ann", "default_replica_id": ready},
+    ).json()["persona_id"]
+    own, default = (
+        client.post("/v2/conversations", json=body).json()["conversation_id"]
+        for body in ({"persona_id": persona_id}, {"replica_id": ready})
+    )
+    with runtime.sessions() as session:
+        view = service.persona_of(session, _row(runtime, own))
+        assert (view.pipeline_mode, view.system_prompt, view.context) == (
+            "full",
+            "Be brief.",
+            "Ann",
+        )
+        fallback = service.persona_of(session, _row(runtime, default))
+        assert fallback.persona_id == "pb87e71797da" and fallback.pipeline_mode == "echo"
 
 
 def test_one_worker_claims_and_ending_stops_its_renewals(

@@ -96,10 +96,10 @@ def conversation_page(
     if conversation is None:
         html = pages.conversation("Conversation not found", "not-found", "No such conversation.")
         return HTMLResponse(html, status_code=404)
-    title = conversation.name or conversation.id
-    if not service.token_ok(conversation, t):
+    if not service.token_ok(conversation, t):  # says nothing about the conversation
         message = "This conversation needs its meeting token: open the link with ?t=TOKEN."
-        return HTMLResponse(pages.conversation(title, "token-required", message), 401)
+        return HTMLResponse(pages.conversation("Conversation", "token-required", message), 401)
+    title = conversation.name or conversation.id
     if conversation.status == "ended":
         return HTMLResponse(pages.conversation(title, "ended", "This conversation has ended."))
     message = "Live video is not available yet in this version of likeness."

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -251,6 +252,26 @@ def token_ok(conversation: Conversation, token: str | None) -> bool:
 def properties(conversation: Conversation) -> Properties:
     """The conversation's properties with the spec's defaults (``max_call_duration_s``…)."""
     return Properties.model_validate(conversation.properties or {})
+
+
+@dataclass(frozen=True)
+class PersonaView:
+    """What the media side needs of a conversation's persona (the default one included)."""
+
+    persona_id: str
+    pipeline_mode: str  # "echo" | "full" (full: echo plus greeting until the LLM lands)
+    system_prompt: str | None
+    context: str | None
+    layers: dict[str, Any]
+
+
+def persona_of(session: Session, conversation: Conversation) -> PersonaView:
+    """The persona a conversation follows; likeness's default (echo) for the stock id or
+    for a persona deleted since."""
+    row = repository.persona(session, conversation.persona_id)
+    if row is None:
+        return PersonaView(conversation.persona_id, "echo", None, None, {})
+    return PersonaView(row.id, row.pipeline_mode, row.system_prompt, row.context, row.layers or {})
 
 
 def claim(
