@@ -396,3 +396,163 @@ def test_frames_leave_scaled_down_and_on_green(model: MouthbankModel) -> None:
     assert image.shape == (150, 200, 3)
     corner = image[:8, :8].reshape(-1, 3).astype(int)  # background, far from the person
     assert np.abs(corner - np.array(GREEN)).max() < 40
+
+
+# -- over WebRTC: an aiortc client joins as a browser would --------------------------------------
+class Client:
+    """A receive-only WebRTC participant with the app-message channel, recording what arrives
+    (decoded video frames, audio loudness, events) with the time it arrived."""
+
+    def __init__(self) -> None:
+        from aiortc import RTCConfiguration, RTCPeerConnection
+
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.pc.addTransceiver("audio", direction="recvonly")
+        self.pc.addTransceiver("video", direction="recvonly")
+        self.channel = self.pc.createDataChannel("app-message")
+        self.frames: list[np.ndarray] = []
+        self.audio: list[tuple[float, float]] = []  # (arrival, rms)
+        self.events: list[dict[str, Any]] = []
+        self._readers: list[asyncio.Task[None]] = []
+        self.channel.on("message", lambda m: self.events.append(json.loads(m)))
+        self.pc.on(
+            "track", lambda track: self._readers.append(asyncio.ensure_future(self._read(track)))
+        )
+
+    async def _read(self, track: Any) -> None:
+        from aiortc.mediastreams import MediaStreamError
+
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                frame = await track.recv()
+                if track.kind == "video":
+                    self.frames.append(frame.to_ndarray(format="rgb24"))
+                else:
+                    pcm = frame.to_ndarray().astype(np.float32) / 32768.0
+                    self.audio.append((loop.time(), float(np.sqrt(np.mean(pcm**2)))))
+        except MediaStreamError:
+            pass
+
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def accept(self, answer: str) -> None:
+        from aiortc import RTCSessionDescription
+
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+
+    def send(self, event_type: str, **props: Any) -> None:
+        self.channel.send(envelope(event_type, **props))
+
+    async def until(self, done: Callable[[], bool], timeout_s: float = 30.0) -> None:
+        async def wait() -> None:
+            while not done():
+                await asyncio.sleep(0.02)
+
+        await asyncio.wait_for(wait(), timeout_s)
+
+    def has(self, event_type: str, **props: Any) -> bool:
+        return any(
+            e["event_type"] == event_type
+            and all(e["properties"].get(k) == v for k, v in props.items())
+            for e in self.events
+        )
+
+    async def close(self) -> None:
+        await self.pc.close()
+        for reader in self._readers:
+            reader.cancel()
+
+
+def test_a_webrtc_participant_sees_hears_and_drives_the_replica(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    from likeness.realtime.call import Call
+
+    async def main() -> None:
+        conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+        call = Call(conversation, ice=[])
+        call.start()
+        client = Client()
+        try:
+            _, answer = await call.join(await client.offer())
+            assert "a=candidate" in answer and "typ host" in answer  # host candidates only
+            await client.accept(answer)
+            await client.until(
+                lambda: len(client.frames) >= 15 and client.channel.readyState == "open"
+            )
+            idle = np.stack(client.frames[:15]).astype(np.int16)
+            assert np.abs(np.diff(idle, axis=0)).mean(axis=(1, 2, 3)).max() > 0.3  # it moves
+            assert max(rms for _, rms in client.audio) < 0.01  # and is silent
+
+            client.send("conversation.echo", text="Hello there.", inference_id="w1")
+            await client.until(lambda: client.has("conversation.replica.stopped_speaking"))
+            assert [e["event_type"] for e in client.events] == [
+                "conversation.replica.started_speaking",
+                "conversation.utterance",
+                "conversation.utterance.streaming",
+                "conversation.replica.stopped_speaking",
+            ]
+            assert max(rms for _, rms in client.audio) > 0.02  # the voice arrived
+
+            client.send("conversation.dance")
+            await client.until(lambda: client.has("conversation.error"))
+            for i, chunk in enumerate(chunks := audio_chunks(16000, 1.5)):
+                client.send("conversation.echo", modality="audio",
+                            audio=base64.b64encode(chunk).decode(), sample_rate=16000,
+                            inference_id="w2", done=i == len(chunks) - 1)  # fmt: skip
+            await client.until(
+                lambda: client.has("conversation.replica.stopped_speaking", inference_id="w2")
+            )
+
+            long = "This sentence goes on and on and will be cut short. So will this one."
+            client.send("conversation.echo", text=long, inference_id="w3")
+            await client.until(
+                lambda: client.has("conversation.replica.started_speaking", inference_id="w3")
+            )
+            await asyncio.sleep(0.4)
+            client.send("conversation.interrupt")
+            await client.until(
+                lambda: client.has("conversation.replica.stopped_speaking", inference_id="w3")
+            )
+            stopped = client.events[-1]["properties"]
+            assert stopped["interrupted"] is True
+            settled = asyncio.get_running_loop().time() + 0.3  # what was in flight plays out
+            await asyncio.sleep(0.8)
+            after = [rms for t, rms in client.audio if t > settled]
+            assert after and max(after) < 0.01  # silence after the interrupt
+            assert len(client.frames) > 40 and not client.frames[-1].shape[0] > 512
+        finally:
+            await client.close()
+            await call.close()
+
+    asyncio.run(main())
+
+
+def test_a_bad_offer_and_a_participant_too_many_are_refused(model: MouthbankModel) -> None:
+    from likeness.realtime.call import Call, Full
+    from likeness.realtime.webrtc.peer import BadOffer
+
+    async def main() -> None:
+        conversation = LiveConversation(CID, model.session(), lambda _t: [], SphinxLivePhones)
+        call = Call(conversation, ice=[], max_participants=2)
+        call.start()
+        first, second = Client(), Client()
+        try:
+            with pytest.raises(BadOffer, match="SDP offer"):
+                await call.join("hello, I am not SDP")
+            with pytest.raises(BadOffer, match="cannot be read"):
+                await call.join("v=0\r\nm=garbage\r\n")
+            _, answer = await call.join(await first.offer())
+            await first.accept(answer)
+            with pytest.raises(Full, match="at most 2 participants"):
+                await call.join(await second.offer())
+            assert len(call.peers) == 1
+        finally:
+            await first.close()
+            await second.close()
+            await call.close()
+
+    asyncio.run(main())
