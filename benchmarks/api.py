@@ -1,7 +1,8 @@
 """The API under load: creates and gets per second, p50 and p99, on SQLite and PostgreSQL.
 
-Starts ``likeness serve --no-embedded-worker`` (uvicorn, a temp data dir) as a child process,
-so the figures are the server's alone: the replicas it creates are queued but never trained,
+Starts ``likeness serve --no-embedded-worker`` (uvicorn, a temp data dir; its API processes
+per LIKENESS_API_WORKERS, default one per core) as a child process, so the figures are the
+server's alone: the replicas it creates are queued but never trained,
 and no worker polls the broker beside it. A lean keep-alive HTTP/1.1 client on loopback then
 sends N creates (POST /v2/replicas; the URL is only stored, nothing fetches it), then M gets
 (GET /v2/replicas/{id}, every tenth one the list) at a fixed concurrency, and prints
@@ -160,10 +161,17 @@ async def run_load(
 
 
 def cpu_s(pid: int) -> float:
-    """The CPU time (user + system) a process has used: on a shared machine, a steadier
-    figure than requests a second."""
+    """The CPU time (user + system) a process and its live children (the API processes of
+    LIKENESS_API_WORKERS) have used: on a shared machine, a steadier figure than requests a
+    second."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+    return own + sum(cpu_s(child) for child in children)
 
 
 def figures(name: str, latencies: list[float], wall_s: float, cpu_used_s: float) -> str:

@@ -59,6 +59,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     return app
 
 
+def serving_app() -> FastAPI:
+    """The app of one of `likeness serve`'s API processes (uvicorn imports it by name): the
+    settings come from the environment the parent set, which has already migrated the
+    database and made the secrets, so the processes do neither again at once."""
+    return create_app(runtime=build_runtime(Settings(), migrate=False))
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:

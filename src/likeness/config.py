@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     # Largest JSON request body (uploads, streamed to disk, keep max_download_bytes). The
     # longest script allowed (video/schemas.py) is about 12 kB.
     max_body_bytes: int = 256 * 1024
+    # API processes under `likeness serve` (each one its own GIL): unset, one per core.
+    api_workers: int | None = Field(default=None, ge=1)
 
     # Which engine renders each public model name (engines/registry.py lists them).
     engine_phoenix_4: str = "mouthbank"

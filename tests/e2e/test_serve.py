@@ -49,6 +49,7 @@ def _serve(data: Path, *args: str, **extra_env: str) -> Iterator[tuple[str, dict
         LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
         GLOG_minloglevel="2",
         LIKENESS_CONSENT_POLICY="off",  # the plumbing clips carry no spoken consent
+        LIKENESS_API_WORKERS="1",  # the worker is serve's only child (_children)
     )
     env.update(extra_env)
     env.pop("LIKENESS_PUBLIC_URL", None)  # serve derives it from --port: the tests fetch it
@@ -91,6 +92,38 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("workers, verbose", [(2, False), (1, True)])
+def test_serve_runs_an_api_process_per_worker_and_logs_requests_only_if_verbose(
+    tmp_path: Path, workers: int, verbose: bool
+) -> None:
+    """LIKENESS_API_WORKERS API processes answer (an upload's URL is the --port one in each),
+    the access log is on only with --verbose, and nothing is left running after SIGTERM."""
+    args = ["--no-embedded-worker", *(["--verbose"] if verbose else [])]
+    with _serve(tmp_path, *args, LIKENESS_API_WORKERS=str(workers)) as (base, _env, pid):
+        children = _children(pid)
+        spawned = [c for c in children if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()]
+        assert len(spawned) == (workers if workers > 1 else 0), children
+        with httpx.Client(base_url=base, headers={"x-api-key": API_KEY}) as client:
+            for _ in range(2 * workers):  # each connection may land on another process
+                with httpx.Client(base_url=base, headers={"x-api-key": API_KEY}) as fresh:
+                    sent = fresh.post("/v2/uploads", files={"file": ("a.txt", b"hi")})
+                assert sent.json()["url"].startswith(f"{base}/v2/uploads/"), sent.text
+                assert client.get(sent.json()["url"]).content == b"hi"
+    deadline = time.monotonic() + 15
+    while not all(_gone(c) for c in [pid, *children]):
+        assert time.monotonic() < deadline, [c for c in children if not _gone(c)]
+        time.sleep(0.2)
+    log = (tmp_path / "serve.log").read_text()
+    assert ('"GET /v2/replicas HTTP/1.1" 200' in log) == verbose, log
 
 
 def _render(env: dict[str, str], replica_id: str, flag: str, value: str, output: Path) -> None:
