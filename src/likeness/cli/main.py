@@ -39,7 +39,7 @@ def serve(
 ) -> None:
     """Run the API and (by default) an embedded worker on the embedded defaults."""
     settings = _settings()
-    # One API process per core: a read costs ~2 ms of CPU under one GIL (ADR 0011).
+    # One API process per core: a read costs ~2 ms of CPU under one GIL (ADR 0007, addendum).
     workers = settings.api_workers or len(os.sched_getaffinity(0))
     if workers > 1:  # the children's resource tracker lives as long as we do: started before
         # quiet() takes fd 2 over, it does not hold the filter's pipe open at our exit
