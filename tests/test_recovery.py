@@ -10,7 +10,10 @@ from datetime import timedelta
 from queue import Empty
 from typing import Any
 
-from likeness.jobs import lease
+import pytest
+from fastapi.testclient import TestClient
+
+from likeness.jobs import lease, outbox
 from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
@@ -35,9 +38,13 @@ def _ctx(runtime: Runtime) -> JobContext:
 
 
 def _new(runtime: Runtime, url: str = "http://127.0.0.1:9/gone.mp4") -> str:
+    """A replica created, its message sent and taken by a worker (as the API leaves it)."""
     body = CreateReplica(train_video_url=url, callback_url="http://127.0.0.1:9/hook")
     with transaction(runtime.sessions) as session:
-        return service.create(session, runtime.settings, body, "replica").id
+        replica_id = service.create(session, runtime.settings, body, "replica").id
+    _ctx(runtime).send((service.TRAIN_JOB, replica_id))
+    assert _queued(runtime) == [(service.TRAIN_JOB, replica_id)]
+    return replica_id
 
 
 def _queued(runtime: Runtime) -> list[tuple[str, Any]]:
@@ -54,6 +61,14 @@ def _queued(runtime: Runtime) -> list[tuple[str, Any]]:
             message.ack()
         queue.close()
     return taken
+
+
+def _taken(runtime: Runtime) -> list[tuple[str, Any]]:
+    """Send every message owed (as their senders do after commit) and take them (a worker)."""
+    with runtime.sessions() as session:
+        owed = outbox.owed(session)
+    _ctx(runtime).send(*owed)
+    return _queued(runtime)
 
 
 def _later(seconds: float) -> Any:
@@ -151,19 +166,55 @@ def test_an_unexpected_error_is_kept_safe_to_show(runtime: Runtime) -> None:
 
 
 def test_queued_jobs_are_never_resent(runtime: Runtime) -> None:
-    """Issue 16: a replica waiting in the broker for an hour is queued, not lost."""
-    replica_id = _new(runtime)
+    """Issue 16: jobs whose messages wait in the broker for a day are queued, not lost: the
+    sweep sends nothing more (the broker's messages are counted)."""
+    ctx = _ctx(runtime)
+    body = CreateReplica(train_video_url="http://127.0.0.1:9/gone.mp4")
     with transaction(runtime.sessions) as session:
-        row = session.get(Replica, replica_id)
-        assert row is not None
-        row.updated_at = row.created_at = utcnow() - timedelta(hours=1)
-        video = videos.create(
-            session, runtime.settings, CreateVideo(replica_id=replica_id, script="Hello there.")
-        )
-        webhooks.record(session, "http://127.0.0.1:9/hook", {"x": 1}, replica_id)
-    video_tasks.render(_ctx(runtime), video.id)  # parks: the replica is still training
-    assert sweep(_ctx(runtime), _later(86_400)) == []
+        replica_id = service.create(session, runtime.settings, body, "replica").id
+        script = CreateVideo(replica_id=replica_id, script="Hello there.")
+        video_id = videos.create(session, runtime.settings, script).id
+        event_id = webhooks.record(session, "http://127.0.0.1:9/hook", {"x": 1}, replica_id)
+    sent = [
+        ("replica.train", replica_id),
+        ("video.render", video_id),
+        ("webhook.deliver", event_id),
+    ]
+    ctx.send(*sent)  # as the API and the jobs do after commit
+    assert sweep(ctx, _later(86_400)) == []
+    assert sorted(_queued(runtime)) == sorted(sent)  # each message once
+    video_tasks.render(ctx, video_id)  # its message taken: it parks, its replica training
+    assert sweep(ctx, _later(86_400)) == []
     assert _queued(runtime) == []
+
+
+def test_a_job_whose_send_never_happened_is_sent_once(
+    runtime: Runtime, client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Window 1 of ADR 0001: the API commits a replica, then dies (here: the broker refuses)
+    before its message is sent. The message stays owed; the sweep sends it once, and the
+    job reaches a final state."""
+
+    def refused(*_args: object, **_kwargs: object) -> None:
+        raise ConnectionError("broker gone")
+
+    monkeypatch.setattr(runtime.queue, "enqueue", refused)
+    response = client.post("/v2/replicas", json={"train_video_url": "http://127.0.0.1:9/gone.mp4"})
+    assert response.status_code == 200, response.text
+    replica_id = response.json()["replica_id"]
+    monkeypatch.undo()
+    assert _queued(runtime) == []  # nothing reached the broker
+    ctx = _ctx(runtime)
+    assert sweep(ctx, _later(0)) == []  # within the grace: its sender may be sending now
+    assert sweep(ctx, _later(ctx.lease_s)) == [("replica.train", replica_id)]
+    assert sweep(ctx, _later(ctx.lease_s)) == []  # sent once, not again
+    with runtime.sessions() as session:
+        assert outbox.owed(session) == []
+    assert _queued(runtime) == [("replica.train", replica_id)]
+    tasks.train(ctx, replica_id)  # the dead URL: a final state
+    with runtime.sessions() as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None and row.status == "error" and row.error_type == "download_link"
 
 
 def test_the_broker_forgets_delivered_messages(runtime: Runtime) -> None:
@@ -219,6 +270,7 @@ def test_a_render_whose_retry_was_lost_reaches_a_final_state(runtime: Runtime) -
         video_id = videos.create(
             session, runtime.settings, CreateVideo(replica_id=replica_id, script="Hi.")
         ).id
+    _taken(runtime)
     ctx = _ctx(runtime)
     video_tasks.render(ctx, video_id)  # the bundle cannot load: retried in 5 s
     assert _queued(runtime) == [("video.render", video_id)]  # its worker dies holding it

@@ -12,7 +12,7 @@ from functools import partial
 from celery import Celery
 
 from likeness.conversation import service as conversations
-from likeness.jobs import lease
+from likeness.jobs import lease, outbox
 from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
@@ -54,9 +54,11 @@ def register(runtime: Runtime) -> Celery:
 
 def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]:
     """Re-send, once, every job whose holder died (a lease lapsed by more than half a lease:
-    a running job's worker, or the worker that held a scheduled retry), and end every
-    conversation whose media worker died. Queued jobs are not lost and are left alone. Then
-    drop the messages the broker keeps after delivery. Returns (job, id) for each."""
+    a running job's worker, or the worker that held a scheduled retry), send every message
+    owed for more than half a lease (its sender died between its commit and its send), and
+    end every conversation whose media worker died. Queued jobs are not lost and are left
+    alone. Then drop the messages the broker keeps after delivery. Returns (job, id) for
+    each."""
     now = now or utcnow()
     with transaction(ctx.sessions) as session:
         lost = [
@@ -68,10 +70,16 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
         ended, announced = conversations.end_abandoned(
             session, now, ctx.settings.conversation_lease_s / 2
         )
+        outbox.add(session, *lost)  # owed with the cleared leases: a crash now loses nothing
+    with transaction(ctx.sessions) as session:
+        unsent = [m for m in outbox.overdue(session, now, ctx.lease_s / 2) if m not in lost]
     for job, row_id in lost:
         log.warning("%s %s: its worker stopped; re-sent", job, row_id)
+    for job, row_id in unsent:
+        log.warning("%s %s: its message was never sent; sent", job, row_id)
     for conversation_id in ended:
         log.warning("conversation %s: its media worker stopped; ended", conversation_id)
+    lost += unsent
     ctx.send(*lost, *((webhooks.JOB, event_id) for event_id in announced))
     ctx.queue.drop_consumed()
     return lost + [(conversations.MEDIA.job, c) for c in ended]

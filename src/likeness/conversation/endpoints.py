@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from likeness.api.deps import RuntimeDep, SessionDep
 from likeness.conversation import repository, service
 from likeness.conversation.schemas import CreateConversation
+from likeness.jobs import outbox
 from likeness.kit.clock import iso_us
 from likeness.kit.db import MAX_PAGE, transaction
 from likeness.runtime import Runtime
@@ -109,6 +110,6 @@ def conversation_page(
 def _send(rt: Runtime, webhook_ids: list[str]) -> None:
     for event_id in webhook_ids:
         try:
-            rt.queue.enqueue(WEBHOOK_JOB, event_id)
-        except Exception:  # the event stays recorded (pending) and visible in the delivery log
+            outbox.send(rt.sessions, rt.queue, (WEBHOOK_JOB, event_id))
+        except Exception:  # owed (webhooks.record): the sweep sends it
             log.exception("could not enqueue webhook %s", event_id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session, sessionmaker
 
 from likeness.config import Settings
+from likeness.jobs import outbox
 from likeness.jobs.queue import JobQueue
 from likeness.storage.base import BlobStore
 
@@ -24,6 +25,6 @@ class JobContext:
         return self.settings.job_lease_s
 
     def send(self, *messages: tuple[str, str]) -> None:
-        """Enqueue (job name, id) messages; call it after the transaction commits."""
-        for job, row_id in messages:
-            self.queue.enqueue(job, row_id)
+        """Send (job name, id) messages owed (``outbox.add``) by a transaction that has
+        committed, and strike their debts."""
+        outbox.send(self.sessions, self.queue, *messages)

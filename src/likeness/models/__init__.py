@@ -1,6 +1,7 @@
 """SQLAlchemy tables, one per file."""
 
 from likeness.models.conversation import Conversation
+from likeness.models.outbox import OutboxMessage
 from likeness.models.persona import Persona
 from likeness.models.replica import Replica
 from likeness.models.upload import Upload
@@ -9,6 +10,7 @@ from likeness.models.webhook import WebhookAttempt, WebhookEvent
 
 __all__ = [
     "Conversation",
+    "OutboxMessage",
     "Persona",
     "Replica",
     "Upload",

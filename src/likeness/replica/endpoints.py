@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from likeness.api.deps import RuntimeDep, SessionDep, api_key
 from likeness.api.files import file_response
 from likeness.errors import NotFound, Unauthorized
+from likeness.jobs import outbox
 from likeness.kit import signed
 from likeness.kit.db import MAX_PAGE, transaction
 from likeness.replica import repository, service
@@ -38,8 +39,8 @@ def build_router(api_name: ApiName) -> APIRouter:
             replica = service.create(session, rt.settings, body, api_name)
             replica_id = replica.id
         try:
-            rt.queue.enqueue(service.TRAIN_JOB, replica_id)
-        except Exception:  # the row is the truth: the stale-job sweep sends it again later
+            outbox.send(rt.sessions, rt.queue, (service.TRAIN_JOB, replica_id))
+        except Exception:  # its message stays owed (service.create): the sweep sends it
             log.exception("could not enqueue training for %s", replica_id)
         return {id_key: replica_id, "status": "started"}
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from likeness.config import MODEL_NAMES, Settings
 from likeness.errors import BadRequest, NotFound
+from likeness.jobs import outbox
 from likeness.kit import ids, signed
 from likeness.kit.clock import iso_ms, utcnow
 from likeness.kit.db import after_commit
@@ -65,6 +66,7 @@ def create(session: Session, settings: Settings, body: CreateReplica, api_name: 
         artifacts={},
     )
     session.add(replica)
+    outbox.add(session, (TRAIN_JOB, replica.id))
     return replica
 
 

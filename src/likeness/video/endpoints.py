@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from likeness.api.deps import RuntimeDep, SessionDep, api_key
 from likeness.api.files import file_response
 from likeness.errors import NotFound, Unauthorized
+from likeness.jobs import outbox
 from likeness.kit import signed
 from likeness.kit.clock import rfc1123
 from likeness.kit.db import MAX_PAGE, transaction
@@ -36,6 +37,7 @@ _HLS_FILE = re.compile(r"^(index\.m3u8|seg_\d{3,6}\.ts)$")
 def create(body: CreateVideo, rt: RuntimeDep) -> dict[str, Any]:
     with transaction(rt.sessions) as session:
         video = service.create(session, rt.settings, body)
+        video_id = video.id
         base = service.media_base(rt.settings.public_url, api_key(rt), video.id)
         out = {
             "video_id": video.id,
@@ -45,9 +47,9 @@ def create(body: CreateVideo, rt: RuntimeDep) -> dict[str, Any]:
             "created_at": rfc1123(video.created_at),
         }
     try:
-        rt.queue.enqueue(service.RENDER_JOB, out["video_id"])
-    except Exception:  # the row is the truth; the sweep re-sends it
-        log.exception("could not enqueue video %s", out["video_id"])
+        outbox.send(rt.sessions, rt.queue, (service.RENDER_JOB, video_id))
+    except Exception:  # its message stays owed (service.create): the sweep sends it
+        log.exception("could not enqueue video %s", video_id)
     return out
 
 

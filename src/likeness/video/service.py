@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from likeness.config import Settings
 from likeness.errors import BadRequest, NotFound
+from likeness.jobs import outbox
 from likeness.kit import ids, signed
 from likeness.kit.clock import callback_time, rfc1123, utcnow
 from likeness.kit.db import after_commit
@@ -90,6 +91,7 @@ def create(session: Session, settings: Settings, body: CreateVideo) -> Video:
         generation_progress=0,
     )
     session.add(video)
+    outbox.add(session, (RENDER_JOB, video.id))
     session.flush()
     if not video.name:
         video.name = f"replica_id: {replica_id} - {video.created_at:%B %d, %Y} - video: {video_id}"

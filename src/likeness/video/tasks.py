@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from likeness.engines.base import ReplicaModel
 from likeness.engines.registry import get_engine
-from likeness.jobs import lease
+from likeness.jobs import lease, outbox
 from likeness.jobs.context import JobContext
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
@@ -142,7 +142,9 @@ def release_waiting(ctx: JobContext, session: Session, replica: Replica) -> list
     settings = ctx.settings
     assert settings.api_key
     renders, events = service.after_replica(session, replica, settings.public_url, settings.api_key)
-    return [(service.RENDER_JOB, v) for v in renders] + [(WEBHOOK_JOB, e) for e in events]
+    # The callbacks owe their messages already (webhooks.record); the released renders now.
+    released = outbox.add(session, *[(service.RENDER_JOB, v) for v in renders])
+    return released + [(WEBHOOK_JOB, e) for e in events]
 
 
 def _end(
@@ -267,4 +269,4 @@ class _Progress:
 
 def _send(ctx: JobContext, event_id: str | None) -> None:
     if event_id:
-        ctx.queue.enqueue(WEBHOOK_JOB, event_id)
+        ctx.send((WEBHOOK_JOB, event_id))

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from likeness.jobs import lease
+from likeness.jobs import lease, outbox
 from likeness.kit import ids
 from likeness.kit.clock import utcnow, utcnow_aware
 from likeness.kit.db import transaction
@@ -28,6 +28,7 @@ def record(session: Session, url: str, payload: dict[str, Any], subject_id: str)
         id=ids.webhook_message_id(), url=url, payload=payload, subject_id=subject_id
     )
     session.add(event)
+    outbox.add(session, (JOB, event.id))
     return event.id
 
 
