@@ -71,8 +71,10 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
             session, now, ctx.settings.conversation_lease_s / 2
         )
         outbox.add(session, *lost)  # owed with the cleared leases: a crash now loses nothing
+        sending = [*lost, *((webhooks.JOB, event_id) for event_id in announced)]
     with transaction(ctx.sessions) as session:
-        unsent = [m for m in outbox.overdue(session, now, ctx.lease_s / 2) if m not in lost]
+        overdue = outbox.overdue(session, now, ctx.lease_s / 2)
+        unsent = [m for m in overdue if m not in sending]
     for job, row_id in lost:
         log.warning("%s %s: its worker stopped; re-sent", job, row_id)
     for job, row_id in unsent:
@@ -80,7 +82,7 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
     for conversation_id in ended:
         log.warning("conversation %s: its media worker stopped; ended", conversation_id)
     lost += unsent
-    ctx.send(*lost, *((webhooks.JOB, event_id) for event_id in announced))
+    ctx.send(*sending, *unsent)
     ctx.queue.drop_consumed()
     return lost + [(conversations.MEDIA.job, c) for c in ended]
 
