@@ -8,6 +8,7 @@ import asyncio
 import base64
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,10 +32,16 @@ BILABIALS = {"P", "B", "M"}
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory: pytest.TempPathFactory) -> MouthbankModel:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A replica's bundle, trained by the real pipeline from a fixture clip."""
     work = tmp_path_factory.mktemp("live")
     pipeline.run(local_job(FIXTURES / "short_talk.mp4", work))
-    return MouthbankEngine().load(work / "bundle")
+    return work / "bundle"
+
+
+@pytest.fixture(scope="module")
+def model(trained: Path) -> MouthbankModel:
+    return MouthbankEngine().load(trained)
 
 
 @pytest.fixture(scope="module")
@@ -556,3 +563,123 @@ def test_a_bad_offer_and_a_participant_too_many_are_refused(model: MouthbankMode
             await call.close()
 
     asyncio.run(main())
+
+
+# -- through the API and a media worker, as deployed ------------------------------------------
+async def _serving(app: Any) -> tuple[Any, asyncio.Task[None], str]:
+    """A real HTTP server on a loopback port, in this loop."""
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.ensure_future(server.serve(sockets=[sock]))
+    while not server.started:
+        await asyncio.sleep(0.01)
+    return server, task, f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_join_through_the_api_served_by_a_media_worker(
+    trained: Path, voice: VoiceProcess, runtime: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    import httpx
+    from websockets.asyncio.client import connect
+
+    from likeness.app import create_app
+    from likeness.conversation.workers import WorkerAddress, record
+    from likeness.kit import ids
+    from likeness.kit.db import transaction
+    from likeness.media_worker import MediaWorker, build_media_app
+    from likeness.models import Conversation, Replica
+    from likeness.models.replica import work_key
+
+    from .conftest import API_KEY
+
+    replica_id = ids.replica_id()
+    shutil.copytree(trained, runtime.storage.path(f"{work_key(replica_id)}/bundle"))
+    with transaction(runtime.sessions) as session:
+        session.add(Replica(id=replica_id, model_name="phoenix-4", engine="mouthbank",
+                            train_video_url="https://example.com/v.mp4", status="completed",
+                            artifacts={"bundle": "bundle"}))  # fmt: skip
+    created = client.post("/v2/conversations", json={
+        "replica_id": replica_id, "properties": {"participant_left_timeout": 0},
+    })  # fmt: skip
+    assert created.status_code == 200, created.text
+    cid = created.json()["conversation_id"]
+    worker = MediaWorker(runtime, capacity=2)
+    monkeypatch.setattr(worker, "_voice", voice)  # the module's warm voice (seconds to load)
+    monkeypatch.setattr(voice, "close", lambda: None)
+    say = {"message_type": "conversation", "event_type": "conversation.echo",
+           "conversation_id": cid, "properties": {"text": "Hi.", "inference_id": "s1"}}  # fmt: skip
+
+    async def main() -> None:
+        media, media_task, media_at = await _serving(build_media_app(worker, "secret"))
+        record(runtime.settings.resolved_data_dir, WorkerAddress(f"http://{media_at}", "secret"), 2)
+        api, api_task, api_at = await _serving(create_app(runtime=runtime))
+        browser = Client()
+        http = httpx.AsyncClient(base_url=f"http://{api_at}")
+        try:
+            whip = f"/v2/conversations/{cid}/whip"
+            wrong = await http.post(whip, content="v=0", headers={"content-type": "text/plain"})
+            assert wrong.status_code == 400 and "application/sdp" in wrong.json()["message"]
+            sdp = {"content-type": "application/sdp"}
+            garbage = await http.post(whip, content="not an offer", headers=sdp)
+            assert garbage.status_code == 400 and "SDP offer" in garbage.json()["message"]
+            unknown = await http.post("/v2/conversations/cnope/whip", content="v=0", headers=sdp)
+            assert unknown.status_code == 404
+
+            joined = await http.post(whip, content=await browser.offer(), headers=sdp)
+            assert joined.status_code == 201, joined.text
+            assert joined.headers["content-type"].startswith("application/sdp")
+            location = joined.headers["location"]
+            assert location.startswith(f"{whip}/")
+            await browser.accept(joined.text)
+            await browser.until(lambda: len(browser.frames) >= 5)
+
+            ws_url = f"ws://{api_at}/v2/conversations/{cid}/interactions"
+            async with connect(ws_url) as keyless:  # no x-api-key: told, then closed
+                refusal = json.loads(await keyless.recv())
+                assert refusal["message"] == "Invalid access token"
+            async with connect(ws_url, additional_headers={"x-api-key": API_KEY}) as backend:
+                await backend.send(json.dumps(say))
+                await backend.send("nonsense")
+                heard: list[str] = []
+                while "conversation.replica.stopped_speaking" not in heard:
+                    event = json.loads(await asyncio.wait_for(backend.recv(), 30))
+                    heard.append(event["event_type"])
+                assert heard == [
+                    "conversation.error",
+                    "conversation.replica.started_speaking",
+                    "conversation.utterance",
+                    "conversation.utterance.streaming",
+                    "conversation.replica.stopped_speaking",
+                ]
+            # the browser's data channel got the same events
+            await browser.until(lambda: browser.has("conversation.replica.stopped_speaking"))
+
+            assert (await http.delete(location)).status_code == 200
+            assert (await http.delete(location)).status_code == 404
+
+            def ended() -> bool:
+                with runtime.sessions() as session:
+                    return session.get(Conversation, cid).status == "ended"
+
+            await browser.until(ended, timeout_s=15)  # participant_left_timeout 0
+        finally:
+            await browser.close()
+            await http.aclose()
+            api.should_exit = media.should_exit = True
+            await asyncio.gather(api_task, media_task)
+            await worker.end_all("test over")
+
+    asyncio.run(main())
+    with runtime.sessions() as session:
+        row = session.get(Conversation, cid)
+        assert row.shutdown_reason == "participant_left_timeout reached"
+        assert [e["event_type"] for e in row.events][:2] == [
+            "system.replica_joined", "system.shutdown",
+        ]  # fmt: skip

@@ -14,6 +14,7 @@ from likeness import __version__
 from likeness.auth.deps import require_api_key
 from likeness.config import Settings
 from likeness.conversation import endpoints as conversations
+from likeness.conversation import live as live_conversations
 from likeness.errors import ApiError
 from likeness.kit.body_guard import BodyGuard
 from likeness.persona.endpoints import build_router as build_persona_router
@@ -49,6 +50,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(build_media_router("face"))
     app.include_router(videos.media)
     app.include_router(conversations.page)  # the meeting token, when required, is its key
+    # WHIP: the conversation id (plus its meeting token) is the key; the Interactions
+    # WebSocket checks x-api-key itself (a dependency cannot answer a WebSocket in Tavus's shape).
+    app.include_router(live_conversations.router)
     docs.install(app)
     _install_error_handlers(app)
     # Uploads stream to disk under their own limit (max_download_bytes).

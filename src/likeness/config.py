@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     # A media worker renews its conversation's lease this often (a quarter of it); a
     # conversation whose lease lapsed by half of it is ended by the sweep (its worker died).
     conversation_lease_s: float = Field(default=20.0, gt=0)
+    # Conversations one media worker process serves at once (`likeness media-worker`, and the
+    # one `likeness serve` embeds); measured: one aiortc process per core, ~4 streams each.
+    media_worker_capacity: int = Field(default=2, ge=1)
 
     @property
     def resolved_data_dir(self) -> Path:

@@ -1,6 +1,6 @@
-"""The embedded worker of ``likeness serve``: a child process, restarted if it dies (its
-unfinished jobs are then recovered by the lease sweep, see worker.py), stopped with the
-server."""
+"""The embedded workers of ``likeness serve`` (the job worker, the media worker): each a child
+process, restarted if it dies (its unfinished jobs, and its conversations, are then dealt with
+by the lease sweep, see worker.py), stopped with the server."""
 
 from __future__ import annotations
 
@@ -22,8 +22,9 @@ def _die_with_parent() -> None:  # Linux: the worker gets SIGTERM if `serve` its
 
 
 class EmbeddedWorker:
-    def __init__(self, command: list[str] | None = None) -> None:
+    def __init__(self, command: list[str] | None = None, name: str = "worker") -> None:
         self._command = command or [sys.executable, "-m", "likeness", "worker"]
+        self._name = name
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
@@ -67,7 +68,9 @@ class EmbeddedWorker:
             if self._stop.is_set():
                 return
             delay = RESTART_DELAYS_S[min(failures, len(RESTART_DELAYS_S) - 1)]
-            log.warning("the embedded worker exited (%s); restarting in %.0f s", code, delay)
+            log.warning(
+                "the embedded %s exited (%s); restarting in %.0f s", self._name, code, delay
+            )
             if self._stop.wait(delay):
                 return
             failures += 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ VERBOSE = (
 # C for the HTTP parser and the event loop (both are dependencies): about a fifth less CPU a
 # request than uvicorn's pure-Python h11 and asyncio's loop (benchmarks/api.py).
 HTTP_PARSER, EVENT_LOOP = "httptools", "uvloop"
+MEDIA_WORKER = [sys.executable, "-m", "likeness", "media-worker"]
 
 
 def _settings() -> Settings:
@@ -35,6 +37,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="Port to listen on."),
     embedded_worker: bool = typer.Option(True, help="Run a worker as a child process."),
+    embedded_media_worker: bool = typer.Option(
+        True, help="Serve live conversations in a child process."
+    ),
     verbose: bool = typer.Option(False, "--verbose", help=VERBOSE),
 ) -> None:
     """Run the API and (by default) an embedded worker on the embedded defaults."""
@@ -67,8 +72,12 @@ def serve(
         typer.echo(f"  {runtime.settings.api_key}")
     typer.echo(f"Data directory: {runtime.settings.resolved_data_dir}")
     worker = EmbeddedWorker() if embedded_worker else None
-    if worker is not None:
-        worker.start()
+    # The API carries no media: conversations are served by a media worker child (restarted
+    # if it dies, like the job worker); more run as `likeness media-worker` to scale out.
+    media = EmbeddedWorker(MEDIA_WORKER, "media worker") if embedded_media_worker else None
+    for child in (worker, media):
+        if child is not None:
+            child.start()
     # Each API process builds its own runtime (serving_app) from the environment set above;
     # the embedded worker and the key are made once, here.
     options: dict[str, Any] = dict(
@@ -85,8 +94,9 @@ def serve(
         else:
             uvicorn.run("likeness.app:serving_app", factory=True, workers=workers, **options)
     finally:
-        if worker is not None:
-            worker.stop()
+        for child in (media, worker):
+            if child is not None:
+                child.stop()
         runtime.close()
 
 
@@ -106,6 +116,26 @@ def worker(
     keep_temp_files_under(runtime.settings.resolved_data_dir / "tmp")
     concurrency = concurrency or runtime.settings.worker_concurrency
     run_worker(runtime, concurrency, loglevel, banner=bool(os.environ.get("LIKENESS_VERBOSE")))
+
+
+@app.command("media-worker")
+def media_worker(
+    capacity: int = typer.Option(0, help="Conversations at once (default: settings)."),
+    loglevel: str = typer.Option("INFO"),
+    verbose: bool = typer.Option(False, "--verbose", help=VERBOSE),
+) -> None:
+    """Serve live conversations (WebRTC, the Interactions WebSocket) in this process; the API
+    finds it through the data directory (scale out: one per core)."""
+    quiet(verbose)
+    from likeness.media_worker import run_media_worker
+    from likeness.runtime import build_runtime
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(name)s %(message)s")
+    runtime = build_runtime(_settings())
+    try:
+        run_media_worker(runtime, capacity or runtime.settings.media_worker_capacity)
+    finally:
+        runtime.close()
 
 
 @app.command()
