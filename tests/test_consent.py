@@ -3,8 +3,11 @@ prepended to a real clip."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +118,57 @@ def test_no_face_and_no_statement_reports_both(tmp_path: Path) -> None:
     assert failed[:2] == ["consent_phrase_mismatch", "face_not_detected"], failed
 
 
+def test_consent_is_heard_beside_the_tracking_and_its_child_ends(tmp_path: Path) -> None:
+    """The recognition runs in a child process while the frames are tracked; the stages are
+    still reported done in order, and the child is gone once the checks have answered."""
+    seen_while_tracking: list[list[int]] = []
+    done: list[str] = []
+    job = _job(tmp_path, FIXTURES / "short_talk.mp4")  # says no statement
+    job.on_progress = lambda _pct: seen_while_tracking.append(_recognisers())
+    job.on_stage_done = lambda stage, _pct: done.append(stage)
+    verdict = pipeline.check_video(job)
+    assert seen_while_tracking and seen_while_tracking[0], "no recognition beside the tracking"
+    assert done == ["download", "probe", "consent", "track", "validate"]
+    assert verdict.failure is not None
+    assert verdict.failure.failure_type == "consent_phrase_mismatch"
+    assert not _recognisers(), "the child is ended once the checks have answered"
+
+
+def test_a_tracking_that_stops_ends_the_recognition(tmp_path: Path) -> None:
+    """A job that stops mid-tracking (its lease lost) leaves no recogniser running, and no
+    consent report: a retry hears it again."""
+
+    class Lost(Exception):
+        pass
+
+    def lose(_pct: int) -> None:
+        assert _recognisers(), "the recognition runs beside the tracking"
+        raise Lost
+
+    done: list[str] = []
+    job = _job(tmp_path, FIXTURES / "short_talk.mp4")
+    job.on_progress = lose
+    job.on_stage_done = lambda stage, _pct: done.append(stage)
+    with pytest.raises(Lost):
+        pipeline.check_video(job)
+    assert not _recognisers(), "the child is ended, not left running"
+    assert done == ["download", "probe"] and not (job.work_dir / "consent.json").exists()
+
+
+def _recognisers() -> list[int]:
+    """This process's live word-recognition children (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"--words" in cmdline:
+            found.append(int(stat.parent.name))
+    return found
+
+
 @pytest.mark.parametrize(
     ("policy", "replica_type", "skipped"),
     [
@@ -206,10 +260,16 @@ class _Recording(SphinxAsr):
         self.asked: list[tuple[int, int]] = []
         self.heard: list[str] = []
 
-    def recognise(self, samples: np.ndarray, sample_rate_hz: int) -> str:
+    @contextlib.contextmanager
+    def hearing(self, samples: np.ndarray, sample_rate_hz: int) -> Iterator[Callable[[], str]]:
         self.asked.append((len(samples), sample_rate_hz))
-        self.heard.append(super().recognise(samples, sample_rate_hz))
-        return self.heard[-1]
+        with super().hearing(samples, sample_rate_hz) as heard:
+
+            def noted() -> str:
+                self.heard.append(heard())
+                return self.heard[-1]
+
+            yield noted
 
 
 def test_the_check_hears_through_the_jobs_asr(tmp_path: Path) -> None:

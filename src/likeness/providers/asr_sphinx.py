@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncGenerator, AsyncIterable, Generator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,14 +37,42 @@ FRAME_S = sphinx_stream.FRAME_S
 
 def transcribe(samples: np.ndarray) -> str:
     """(N,) float32 mono at 16 kHz → lower-case words."""
-    from pocketsphinx import Decoder
+    return sphinx_stream.words(to_int16(samples).tobytes())
 
-    decoder = Decoder(loglevel="FATAL")
-    decoder.start_utt()
-    decoder.process_raw(to_int16(samples).tobytes(), full_utt=True)
-    decoder.end_utt()
-    hypothesis = decoder.hyp()
-    return str(hypothesis.hypstr) if hypothesis is not None else ""
+
+@contextlib.contextmanager
+def transcribing(samples: np.ndarray) -> Iterator[Callable[[], str]]:
+    """``transcribe`` in a child process (PocketSphinx holds the GIL), so that the caller's
+    threads work beside it: yields a function that waits for the words. Leaving the block
+    ends the child, whether or not its words were waited for."""
+    child = subprocess.Popen(
+        [sys.executable, "-m", "likeness.providers.sphinx_stream", "--words"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    pcm = to_int16(samples).tobytes()
+    replies: list[tuple[bytes, bytes]] = []
+    # communicate() writes the PCM and reads the reply; in a thread, so the caller goes on
+    talker = threading.Thread(
+        target=lambda: replies.append(child.communicate(pcm)), name="words-in", daemon=True
+    )
+    talker.start()
+
+    def heard() -> str:
+        talker.join()
+        if child.returncode != 0 or not replies:
+            detail = replies[0][1].decode(errors="replace").strip()[-500:] if replies else ""
+            raise RuntimeError(f"speech recognition failed ({child.returncode}): {detail}")
+        return str(json.loads(replies[0][0])["heard"])
+
+    try:
+        yield heard
+    finally:
+        if child.poll() is None:
+            child.kill()
+        talker.join()
+        child.wait()
 
 
 def phones(samples: np.ndarray, sample_rate_hz: int, text: str | None = None) -> list[Phone]:
@@ -180,6 +208,13 @@ class SphinxAsr:
 
     def recognise(self, samples: np.ndarray, sample_rate_hz: int) -> str:
         return transcribe(resample(np.asarray(samples, np.float32), sample_rate_hz, SAMPLE_RATE_HZ))
+
+    def hearing(
+        self, samples: np.ndarray, sample_rate_hz: int
+    ) -> contextlib.AbstractContextManager[Callable[[], str]]:
+        """``recognise`` in a child process (``transcribing``)."""
+        speech = resample(np.asarray(samples, np.float32), sample_rate_hz, SAMPLE_RATE_HZ)
+        return transcribing(speech)
 
     async def stream(self, audio: AsyncIterable[AudioChunk]) -> AsyncGenerator[Transcript, None]:
         """A partial whenever the best guess changes, one final transcript when the input

@@ -18,7 +18,8 @@ provider resamples to what it needs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar, runtime_checkable
 
@@ -98,6 +99,14 @@ class Transcript:
 class Asr(Protocol):
     def recognise(self, samples: np.ndarray, sample_rate_hz: int) -> str:
         """Offline: the words of the whole audio, lower case."""
+        ...
+
+    def hearing(
+        self, samples: np.ndarray, sample_rate_hz: int
+    ) -> AbstractContextManager[Callable[[], str]]:
+        """Offline, beside the caller's own work: starts recognising the whole audio and
+        gives a function that waits for its words (as ``recognise``'s). Leaving the block
+        ends the work, whether or not its words were waited for."""
         ...
 
     def stream(self, audio: AsyncIterable[AudioChunk]) -> Stream[Transcript]:

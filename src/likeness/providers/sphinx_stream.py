@@ -14,6 +14,9 @@ length-prefixed PCM pieces (4-byte little-endian length, then the bytes; length 
 utterance), looked at every 0.1 s and settled 0.15 s behind the audio (a live mouth cannot wait
 a second; the few phones this settles early are the price). Lines then also carry ``"utt"``
 (counting utterances from 0) and ``"final"``.
+
+``--words`` recognises words instead, once its input has ended, and writes one line,
+``{"heard": "the words"}`` (the consent check, beside the tracking).
 """
 
 from __future__ import annotations
@@ -55,6 +58,31 @@ def phone_decoder() -> Any:
         beam=1e-20,
         pbeam=1e-20,
     )
+
+
+# The word search keeps at most this many HMMs active a frame (PocketSphinx's default: 30,000).
+# On 40 s of speech that cuts the consent check's recognition from 12-23 to 4-6 CPU-s; the
+# consent clips score the same or one word (0.025) lower (ADR 0008, addendum). Tighter beams
+# instead (1e-20, 1e-35) lost half the statement's words.
+MAX_HMMS_A_FRAME = 2000
+
+
+def word_decoder() -> Any:
+    """A word decoder: the US-English model, language model and dictionary in the wheel."""
+    from pocketsphinx import Decoder
+
+    return Decoder(loglevel="FATAL", maxhmmpf=MAX_HMMS_A_FRAME)
+
+
+def words(pcm: bytes) -> str:
+    """The words heard in 16 kHz int16 mono PCM, decoded as one utterance (its loudness
+    normalised over the whole of it), lower case."""
+    decoder = word_decoder()
+    decoder.start_utt()
+    decoder.process_raw(pcm, full_utt=True)
+    decoder.end_utt()
+    hypothesis = decoder.hyp()
+    return str(hypothesis.hypstr) if hypothesis is not None else ""
 
 
 def segments(decoder: Any) -> list[Segment]:
@@ -119,6 +147,9 @@ def main() -> None:
         live()
         return
     stdin = sys.stdin.buffer
+    if sys.argv[1:] == ["--words"]:
+        sys.stdout.write(json.dumps({"heard": words(stdin.read())}) + "\n")
+        return
     size = 2 * int(SAMPLE_RATE_HZ * PIECE_S)
     for fresh, until in settled(iter(lambda: stdin.read(size), b"")):
         sys.stdout.write(json.dumps({"until": until, "phones": fresh}) + "\n")

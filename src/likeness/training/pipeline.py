@@ -9,6 +9,7 @@ pipeline knows nothing of HTTP, databases or settings.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,16 +122,24 @@ def _run(job: Job, stages: Sequence[Stage], finished: str | None) -> None:
     done = names.index(finished) if finished in names else -1
     job.work_dir.mkdir(parents=True, exist_ok=True)
     ctx = context(job)
-    for stage in stages:
-        index = names.index(stage.name)
-        if index <= done:
-            continue
-        job.check_cancelled()
-        lo = STAGES[index - 1].done_pct if index else 0
-        hi = stage.done_pct
+    todo = [stage for stage in stages if names.index(stage.name) > done]
+    with contextlib.ExitStack() as going_on:
+        waiting: list[Stage] = []  # begun beside the stage after them, not yet done
+        for position, stage in enumerate(todo):
+            job.check_cancelled()
+            if stage.beside is not None and position + 1 < len(todo):
+                going_on.enter_context(stage.beside(ctx))
+                waiting.append(stage)
+                continue
+            index = names.index(stage.name)
+            lo = STAGES[index - 1].done_pct if index else 0
+            hi = stage.done_pct
 
-        def progress(fraction: float, lo: int = lo, hi: int = hi) -> None:
-            job.on_progress(lo + int((hi - lo) * max(0.0, min(1.0, fraction))))
+            def progress(fraction: float, lo: int = lo, hi: int = hi) -> None:
+                job.on_progress(lo + int((hi - lo) * max(0.0, min(1.0, fraction))))
 
-        stage.run(ctx, progress)
-        job.on_stage_done(stage.name, stage.done_pct)
+            stage.run(ctx, progress)
+            going_on.close()  # waits for the work begun beside this stage, and saves it
+            for begun in [*waiting, stage]:  # in order: a retry resumes after the last
+                job.on_stage_done(begun.name, begun.done_pct)
+            waiting.clear()

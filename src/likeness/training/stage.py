@@ -7,6 +7,7 @@ A stage reads what earlier stages left in the workspace and writes its own outpu
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,3 +45,7 @@ class Stage:
     # training_progress once it is done (it starts at the previous stage's).
     done_pct: int
     run: Callable[[Context, Progress], None]
+    # Work that can go on beside the next stage: entering starts it, leaving waits for it and
+    # saves its output; an error in the next stage ends it unfinished. The pipeline runs the
+    # stage this way when the next stage runs too (the consent check beside the tracking).
+    beside: Callable[[Context], AbstractContextManager[None]] | None = None
