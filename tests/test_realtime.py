@@ -683,3 +683,25 @@ def test_join_through_the_api_served_by_a_media_worker(
         assert [e["event_type"] for e in row.events][:2] == [
             "system.replica_joined", "system.shutdown",
         ]  # fmt: skip
+
+
+def test_audio_only_sends_no_video(model: MouthbankModel) -> None:
+    from likeness.realtime.call import Call
+
+    async def main() -> None:
+        conversation = LiveConversation(CID, model.session(), lambda _t: [], SphinxLivePhones)
+        call = Call(conversation, ice=[], audio_only=True)
+        call.start()
+        client = Client()
+        try:
+            _, answer = await call.join(await client.offer())
+            await client.accept(answer)
+            await client.until(lambda: len(client.audio) >= 25)
+            assert client.frames == []
+            video = answer.split("m=video", 1)[1]
+            assert "a=sendonly" not in video and "a=sendrecv" not in video
+        finally:
+            await client.close()
+            await call.close()
+
+    asyncio.run(main())
