@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -584,27 +585,17 @@ async def _serving(app: Any) -> tuple[Any, asyncio.Task[None], str]:
 def test_join_through_the_api_served_by_a_media_worker(
     trained: Path, voice: VoiceProcess, runtime: Any, client: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import shutil
-
     import httpx
     from websockets.asyncio.client import connect
 
     from likeness.app import create_app
     from likeness.conversation.workers import WorkerAddress, record
-    from likeness.kit import ids
-    from likeness.kit.db import transaction
     from likeness.media_worker import MediaWorker, build_media_app
-    from likeness.models import Conversation, Replica
-    from likeness.models.replica import work_key
+    from likeness.models import Conversation
 
     from .conftest import API_KEY
 
-    replica_id = ids.replica_id()
-    shutil.copytree(trained, runtime.storage.path(f"{work_key(replica_id)}/bundle"))
-    with transaction(runtime.sessions) as session:
-        session.add(Replica(id=replica_id, model_name="phoenix-4", engine="mouthbank",
-                            train_video_url="https://example.com/v.mp4", status="completed",
-                            artifacts={"bundle": "bundle"}))  # fmt: skip
+    replica_id = _replica_with_bundle(runtime, trained)
     created = client.post("/v2/conversations", json={
         "replica_id": replica_id, "properties": {"participant_left_timeout": 0},
     })  # fmt: skip
@@ -705,3 +696,78 @@ def test_audio_only_sends_no_video(model: MouthbankModel) -> None:
             await call.close()
 
     asyncio.run(main())
+
+
+def _replica_with_bundle(runtime: Any, trained: Path) -> str:
+    import shutil
+
+    from likeness.kit import ids
+    from likeness.kit.db import transaction
+    from likeness.models import Replica
+    from likeness.models.replica import work_key
+
+    replica_id = ids.replica_id()
+    shutil.copytree(trained, runtime.storage.path(f"{work_key(replica_id)}/bundle"))
+    with transaction(runtime.sessions) as session:
+        session.add(Replica(id=replica_id, model_name="phoenix-4", engine="mouthbank",
+                            train_video_url="https://example.com/v.mp4", status="completed",
+                            artifacts={"bundle": "bundle"}))  # fmt: skip
+    return replica_id
+
+
+def test_whip_needs_the_meeting_token_and_a_media_worker(
+    trained: Path, runtime: Any, client: Any
+) -> None:
+    replica_id = _replica_with_bundle(runtime, trained)
+    created = client.post("/v2/conversations", json={"replica_id": replica_id,
+                                                     "require_auth": True})  # fmt: skip
+    cid, token = created.json()["conversation_id"], created.json()["meeting_token"]
+    sdp = {"content-type": "application/sdp"}
+    whip = f"/v2/conversations/{cid}/whip"
+    for url in (whip, f"{whip}?t=wrong"):
+        refused = client.post(url, content="v=0", headers=sdp)
+        assert refused.status_code == 401
+        assert refused.json()["message"] == "This conversation needs its meeting token"
+    # the right token, but no media worker is running: a clear 503, not a hang
+    alone = client.post(whip, content="v=0", headers={**sdp, "authorization": f"Bearer {token}"})
+    assert alone.status_code == 503 and "No media worker" in alone.json()["message"]
+    assert client.post(f"/v2/conversations/{cid}/end").status_code == 200
+    ended = client.post(f"{whip}?t={token}", content="v=0", headers=sdp)
+    assert ended.status_code == 400 and ended.json()["message"] == "This conversation has ended"
+
+
+def test_the_media_worker_ends_calls_on_their_timeouts(
+    trained: Path, voice: VoiceProcess, runtime: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from likeness.media_worker import MediaWorker, NotHere
+    from likeness.models import Conversation
+
+    replica_id = _replica_with_bundle(runtime, trained)
+    absent = client.post("/v2/conversations", json={
+        "replica_id": replica_id, "properties": {"participant_absent_timeout": 1},
+    }).json()["conversation_id"]  # fmt: skip
+    too_long = client.post("/v2/conversations", json={
+        "replica_id": replica_id, "properties": {"max_call_duration": 2},
+    }).json()["conversation_id"]  # fmt: skip
+    worker = MediaWorker(runtime, capacity=2)
+    monkeypatch.setattr(worker, "_voice", voice)
+    monkeypatch.setattr(voice, "close", lambda: None)
+
+    async def main() -> None:
+        await worker.serve(absent)
+        await worker.serve(too_long)
+        with pytest.raises(NotHere) as full:
+            await worker.serve("canother")
+        assert full.value.status == 503  # capacity 2
+        deadline = time.monotonic() + 20
+        while worker.served and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        await worker.end_all("test over")
+
+    asyncio.run(main())
+    with runtime.sessions() as session:
+        reasons = {c: session.get(Conversation, c).shutdown_reason for c in (absent, too_long)}
+    assert reasons == {
+        absent: "participant_absent_timeout reached",
+        too_long: "max_call_duration reached",
+    }
