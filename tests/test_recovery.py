@@ -5,7 +5,10 @@ final state, and only what was truly lost is re-sent, once."""
 from __future__ import annotations
 
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 from datetime import timedelta
 from queue import Empty
 from typing import Any
@@ -183,9 +186,75 @@ def test_queued_jobs_are_never_resent(runtime: Runtime) -> None:
     ctx.send(*sent)  # as the API and the jobs do after commit
     assert sweep(ctx, _later(86_400)) == []
     assert sorted(_queued(runtime)) == sorted(sent)  # each message once
+    with transaction(runtime.sessions) as session:  # taken by workers that run them (long)
+        assert lease.acquire(session, tasks.TRAINING, replica_id, 3 * 86_400)
+        assert lease.acquire(session, webhooks.DELIVERY, event_id, 3 * 86_400)
     video_tasks.render(ctx, video_id)  # its message taken: it parks, its replica training
     assert sweep(ctx, _later(86_400)) == []
     assert _queued(runtime) == []
+
+
+def test_a_long_queue_is_not_resent(runtime: Runtime) -> None:
+    """A backlog waiting in the broker for a day is queued, not lost: nothing is sent twice."""
+    ctx = _ctx(runtime)
+    body = CreateReplica(train_video_url="http://127.0.0.1:9/gone.mp4")
+    with transaction(runtime.sessions) as session:
+        sent = [
+            (service.TRAIN_JOB, service.create(session, runtime.settings, body, "replica").id)
+            for _ in range(200)
+        ]
+    ctx.send(*sent)
+    assert sweep(ctx, _later(86_400)) == []
+    assert sweep(ctx, _later(2 * 86_400)) == []
+    assert sorted(_queued(runtime)) == sorted(sent)  # each message once
+
+
+# A consumer that takes one message from the real broker and is killed before it runs it.
+_TAKE_AND_DIE = """
+import os, signal, sys
+from kombu import Connection
+with Connection(sys.argv[1]) as connection:
+    connection.SimpleQueue("celery").get(timeout=30)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_job_whose_message_died_with_its_taker_is_sent_once(runtime: Runtime) -> None:
+    """The last window of ADR 0001: kombu's SQLAlchemy transport marked the message taken
+    (``visible`` false, never given back) and its worker died before claiming the row. The
+    row is queued, with no lease, no debt and no message anywhere; the sweep re-sends it
+    once, and the job reaches a final state."""
+    replica_id = _new_unsent(runtime)
+    broker_url = str(runtime.queue.celery.conf.broker_url)
+    taker = subprocess.run([sys.executable, "-c", _TAKE_AND_DIE, broker_url], timeout=60)
+    assert taker.returncode == -signal.SIGKILL
+    broker = runtime.settings.resolved_data_dir / "broker.sqlite"
+    with sqlite3.connect(broker) as db:  # taken, and held by nobody
+        assert db.execute("SELECT visible FROM kombu_message").fetchall() == [(0,)]
+    with runtime.sessions() as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None and row.status == "started" and row.lease_expires_at is None
+        assert outbox.owed(session) == []
+    ctx = _ctx(runtime)
+    assert sweep(ctx, _later(0)) == []  # just taken: its taker may be claiming it now
+    assert sweep(ctx, _later(ctx.lease_s + 1)) == [("replica.train", replica_id)]
+    assert sweep(ctx, _later(ctx.lease_s + 1)) == []  # its new message waits: not again
+    assert sweep(ctx, _later(86_400)) == []
+    assert _queued(runtime) == [("replica.train", replica_id)]
+    tasks.train(ctx, replica_id)  # the dead URL: a final state
+    with runtime.sessions() as session:
+        row = session.get(Replica, replica_id)
+        assert row is not None and row.status == "error" and row.error_type == "download_link"
+        assert row.attempts == 1
+
+
+def _new_unsent(runtime: Runtime) -> str:
+    """A replica created and its message sent (as the API leaves it), not yet taken."""
+    body = CreateReplica(train_video_url="http://127.0.0.1:9/gone.mp4")
+    with transaction(runtime.sessions) as session:
+        replica_id = service.create(session, runtime.settings, body, "replica").id
+    _ctx(runtime).send((service.TRAIN_JOB, replica_id))
+    return replica_id
 
 
 def test_a_job_whose_send_never_happened_is_sent_once(
@@ -270,7 +339,10 @@ def test_a_render_whose_retry_was_lost_reaches_a_final_state(runtime: Runtime) -
         video_id = videos.create(
             session, runtime.settings, CreateVideo(replica_id=replica_id, script="Hi.")
         ).id
-    _taken(runtime)
+    with transaction(runtime.sessions) as session:  # its callback: a worker delivers it
+        for job, event_id in _taken(runtime):
+            if job == webhooks.JOB:
+                assert lease.acquire(session, webhooks.DELIVERY, event_id, 86_400)
     ctx = _ctx(runtime)
     video_tasks.render(ctx, video_id)  # the bundle cannot load: retried in 5 s
     assert _queued(runtime) == [("video.render", video_id)]  # its worker dies holding it

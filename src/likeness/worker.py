@@ -10,6 +10,7 @@ from datetime import datetime
 from functools import partial
 
 from celery import Celery
+from sqlalchemy.orm import Session
 
 from likeness.conversation import service as conversations
 from likeness.jobs import lease, outbox
@@ -56,10 +57,12 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
     """Re-send, once, every job whose holder died (a lease lapsed by more than half a lease:
     a running job's worker, or the worker that held a scheduled retry), send every message
     owed for more than half a lease (its sender died between its commit and its send), and
-    end every conversation whose media worker died. Queued jobs are not lost and are left
-    alone. Then drop the messages the broker keeps after delivery. Returns (job, id) for
-    each."""
+    re-send every unclaimed job whose message the broker no longer holds (a worker took it
+    and died before claiming the row), and end every conversation whose media worker died.
+    Queued jobs are not lost and are left alone. Then drop the messages the broker keeps
+    after delivery. Returns (job, id) for each."""
     now = now or utcnow()
+    held = ctx.queue.held()  # before the rows: a message taken after this still exempts its row
     with transaction(ctx.sessions) as session:
         lost = [
             (kind.job, row_id)
@@ -71,12 +74,15 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
             session, now, ctx.settings.conversation_lease_s / 2
         )
         outbox.add(session, *lost)  # owed with the cleared leases: a crash now loses nothing
+        taken = [] if held is None else _taken_and_dropped(session, now, ctx.lease_s, held)
+        lost += outbox.add(session, *taken)
         sending = [*lost, *((webhooks.JOB, event_id) for event_id in announced)]
     with transaction(ctx.sessions) as session:
         overdue = outbox.overdue(session, now, ctx.lease_s / 2)
         unsent = [m for m in overdue if m not in sending]
     for job, row_id in lost:
-        log.warning("%s %s: its worker stopped; re-sent", job, row_id)
+        why = "took its message" if (job, row_id) in taken else "stopped"
+        log.warning("%s %s: its worker %s; re-sent", job, row_id, why)
     for job, row_id in unsent:
         log.warning("%s %s: its message was never sent; sent", job, row_id)
     for conversation_id in ended:
@@ -85,6 +91,21 @@ def sweep(ctx: JobContext, now: datetime | None = None) -> list[tuple[str, str]]
     ctx.send(*sending, *unsent)
     ctx.queue.drop_consumed()
     return lost + [(conversations.MEDIA.job, c) for c in ended]
+
+
+def _taken_and_dropped(
+    session: Session, now: datetime, bound_s: float, held: set[tuple[str, str]]
+) -> list[tuple[str, str]]:
+    """Unclaimed rows, untouched for ``bound_s``, whose message is neither in the broker
+    (``held``) nor owed by the outbox: marked (compare-and-set) to be re-sent once."""
+    exempt = held | set(outbox.owed(session))
+    return [
+        (kind.job, row_id)
+        for kind in LEASED
+        for row_id in lease.sweep_unclaimed(
+            session, kind, now, bound_s, {i for job, i in exempt if job == kind.job}
+        )
+    ]
 
 
 def start_sweeper(ctx: JobContext) -> threading.Event:

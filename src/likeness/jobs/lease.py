@@ -4,7 +4,9 @@ a live conversation). The row is the state of record; the broker only carries wa
 ``lease_expires_at`` says who must touch the row next, and by when:
 
 - NULL: nobody holds it; its message waits in the broker (or it waits for another job, e.g.
-  a video for its replica's training). The sweep leaves it alone: a queued job is not lost.
+  a video for its replica's training). A queued job is not lost: only when the broker holds
+  no message for a row nobody touched for a while (a worker took the message and died
+  before its ``acquire``) does ``sweep_unclaimed`` re-send it, once.
 - a time: a live holder renews it (``Claim``) while the job runs, or it is the moment a
   scheduled retry is due (``Claim.retry_at``), the retry's message sitting in a worker's
   memory until then. Either way, if the time passes by more than a grace and the row is still
@@ -51,11 +53,13 @@ class Leased:
 
 @dataclass(frozen=True)
 class Kind:
-    """One kind of leased job: its queue name, its table and which rows still have work."""
+    """One kind of leased job: its queue name, its table, which rows still have work, and
+    which of those wait for another job with no message owed (a video for its training)."""
 
     job: str
     model: type[Leased]
     unfinished: Callable[[], ColumnElement[bool]]
+    waiting: Callable[[], ColumnElement[bool]] | None = None
 
     @property
     def id(self) -> Any:
@@ -103,6 +107,39 @@ def sweep(session: Session, kind: Kind, now: datetime, grace_s: float) -> list[s
             update(model)
             .where(kind.id == row_id, model.lease_expires_at == expired)
             .values(lease_expires_at=None, last_error=died)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            found.append(str(row_id))
+    return found
+
+
+def sweep_unclaimed(
+    session: Session, kind: Kind, now: datetime, bound_s: float, exempt: set[str]
+) -> list[str]:
+    """Unfinished rows nobody holds and nobody touched for more than ``bound_s`` (a job's
+    ``acquire`` is its first step, and it touches the row), none waiting for another job,
+    and none in ``exempt``: the ids whose message the broker still holds or the outbox still
+    owes. Their message was taken by a worker that died before claiming them. Marks each
+    with a compare-and-set on its last touch (a worker claiming it meanwhile wins, and two
+    sweepers never both re-send it) and returns their ids; the caller re-sends them."""
+    model = kind.model
+    touched = model.updated_at  # type: ignore[attr-defined]  # every leased model has it
+    query = select(kind.id, touched).where(
+        kind.unfinished(),
+        model.lease_expires_at.is_(None),
+        touched < now - timedelta(seconds=bound_s),
+    )
+    if kind.waiting is not None:
+        query = query.where(~kind.waiting())
+    found = []
+    for row_id, seen in session.execute(query).all():
+        if str(row_id) in exempt:
+            continue
+        result = session.execute(
+            update(model)
+            .where(kind.id == row_id, model.lease_expires_at.is_(None), touched == seen)
+            .values(last_error="its message was taken by a worker that stopped before starting it")
             .execution_options(synchronize_session=False)
         )
         if result.rowcount:  # type: ignore[attr-defined]

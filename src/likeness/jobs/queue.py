@@ -7,7 +7,9 @@ Set ``LIKENESS_BROKER_URL=redis://…`` (or amqp://) to scale out.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import sqlite3
 from functools import cached_property
 from typing import Any
@@ -58,6 +60,40 @@ class JobQueue:
             )
         return int(result.rowcount)
 
+    def held(self) -> set[tuple[str, str]] | None:
+        """(job name, first argument) of every message the broker still holds: waiting to be
+        taken, or (Redis) taken and not yet acknowledged, which Redis gives back after its
+        visibility timeout. A message kombu's SQLAlchemy transport handed out (``visible``
+        false) is held by nobody: that transport never gives it back. None when this broker
+        cannot be read (AMQP): then no unclaimed row may be judged lost."""
+        url = str(self.celery.conf.broker_url or "")
+        if self._broker_db is not None:
+            with self._broker_db.connect() as connection:
+                if not inspect(connection).has_table("kombu_message"):
+                    return set()
+                rows = connection.execute(
+                    text("SELECT payload FROM kombu_message WHERE visible = :yes"), {"yes": True}
+                )
+                return {_job_of(json.loads(payload)) for (payload,) in rows}
+        if url.startswith(("redis://", "rediss://")):
+            return self._held_by_redis(url)
+        return None
+
+    def _held_by_redis(self, url: str) -> set[tuple[str, str]]:
+        """The queue lists and kombu's ``unacked`` hash (values: [message, exchange, key])."""
+        import redis  # only with a Redis broker
+
+        client = redis.Redis.from_url(url)
+        try:
+            queues = {self.celery.conf.task_default_queue or "celery"}
+            payloads = [m for q in queues for m in client.lrange(q, 0, -1)]
+            unacked = client.hvals("unacked")
+            held = {_job_of(json.loads(p)) for p in payloads}
+            held |= {_job_of(json.loads(v)[0]) for v in unacked}
+            return held
+        finally:
+            client.close()
+
     @cached_property
     def _broker_db(self) -> Engine | None:
         url = str(self.celery.conf.broker_url or "")
@@ -65,6 +101,16 @@ class JobQueue:
         if scheme not in ("sqla", "sqlalchemy"):
             return None
         return create_engine(database, connect_args={"timeout": 30} if "sqlite" in database else {})
+
+
+def _job_of(message: dict[str, Any]) -> tuple[str, str]:
+    """(task name, its first argument) of a kombu message carrying a Celery task (protocol 2:
+    the body is ``[args, kwargs, embed]``, base64-encoded JSON)."""
+    body = message["body"]
+    if message.get("properties", {}).get("body_encoding") == "base64":
+        body = base64.b64decode(body)
+    args = json.loads(body)[0]
+    return str(message["headers"]["task"]), str(args[0]) if args else ""
 
 
 def write_ahead_log(path: str) -> None:

@@ -52,6 +52,12 @@ def unfinished() -> ColumnElement[bool]:
     return Video.status.in_(("queued", "generating")) & Video.deleted_at.is_(None)
 
 
+def waiting_for_training() -> ColumnElement[bool]:
+    """Videos parked until their replica's training ends (released then, no message owed)."""
+    training = select(Replica.id).where(Replica.status == "started", Replica.deleted_at.is_(None))
+    return Video.replica_id.in_(training)
+
+
 def live_replica(session: Session, replica_id: str) -> Replica | None:
     """The replica a video is made from (read here, so videos never import replicas)."""
     row = session.get(Replica, replica_id)

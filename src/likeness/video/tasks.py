@@ -43,7 +43,9 @@ RENDER_FROM_PCT = 5  # generation_progress when the first frame is drawn
 RETRY_AFTER_S = 5.0  # after an unexpected error
 
 
-RENDERING = lease.Kind(service.RENDER_JOB, Video, repository.unfinished)
+RENDERING = lease.Kind(
+    service.RENDER_JOB, Video, repository.unfinished, repository.waiting_for_training
+)
 
 
 class RenderFailure(Exception):
