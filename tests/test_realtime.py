@@ -771,3 +771,37 @@ def test_the_media_worker_ends_calls_on_their_timeouts(
         absent: "participant_absent_timeout reached",
         too_long: "max_call_duration reached",
     }
+
+
+def test_a_conversation_nobody_joins_ends_on_its_timeouts(runtime: Any, client: Any) -> None:
+    from datetime import timedelta
+
+    from likeness.conversation import service
+    from likeness.kit.clock import utcnow
+    from likeness.kit.db import transaction
+    from likeness.models import Conversation
+
+    from .test_conversations import make_replica
+
+    replica_id = make_replica(runtime)
+
+    def create(**props: int) -> str:
+        body = {"replica_id": replica_id, "properties": props}
+        return str(client.post("/v2/conversations", json=body).json()["conversation_id"])
+
+    absent, too_long = create(participant_absent_timeout=60), create(max_call_duration=30)
+    with transaction(runtime.sessions) as session:
+        assert service.end_unjoined(session, utcnow() + timedelta(seconds=20)) == []
+    claim = service.claim(runtime.sessions, too_long, 600)  # served: its worker watches it
+    assert claim is not None
+    later = utcnow() + timedelta(seconds=200)  # past 60 and 30 s, not the default 300
+
+    def reasons() -> list[str | None]:
+        with transaction(runtime.sessions) as session:
+            service.end_unjoined(session, later)
+        with runtime.sessions() as session:
+            return [session.get(Conversation, c).shutdown_reason for c in (absent, too_long)]
+
+    assert reasons() == ["participant_absent_timeout reached", None]
+    assert claim.release()
+    assert reasons() == ["participant_absent_timeout reached", "max_call_duration reached"]

@@ -32,6 +32,7 @@ from likeness.conversation.workers import TOKEN_HEADER, WorkerAddress, record
 from likeness.engines.base import ReplicaModel
 from likeness.engines.registry import get_engine
 from likeness.jobs import lease
+from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models.replica import Replica, work_key
 from likeness.providers.sphinx_live import SphinxLivePhones
@@ -44,6 +45,7 @@ from likeness.runtime import Runtime
 log = logging.getLogger(__name__)
 
 WATCH_EVERY_S = 1.0
+UNJOINED_EVERY_S = 5.0
 MODELS_KEPT = 4  # loaded replicas kept for the next call (a load takes seconds)
 
 
@@ -106,6 +108,8 @@ class MediaWorker:
             props = service.properties(row)
             engine, bundle_name = replica.engine, replica.artifacts["bundle"]
             replica_id, greeting = replica.id, row.custom_greeting
+            # The call's timeouts count from the conversation's creation, not from here.
+            age_s = (utcnow() - row.created_at).total_seconds()
             audio_only, max_participants = row.audio_only, row.max_participants
         claim = service.claim(rt.sessions, conversation_id, rt.settings.conversation_lease_s)
         if claim is None:
@@ -128,7 +132,7 @@ class MediaWorker:
         ice = [Ice(s.urls, s.username, s.credential) for s in rt.settings.ice_servers]
         call = Call(live, ice, audio_only, max_participants)
         call.start()
-        served = Served(call, claim, time.monotonic(), props)
+        served = Served(call, claim, time.monotonic() - age_s, props)
         served.watch = asyncio.ensure_future(self._watch(conversation_id, served))
         self.served[conversation_id] = served
         log.info("conversation %s: served here", conversation_id)
@@ -197,6 +201,21 @@ class MediaWorker:
             await self._hang_up(conversation_id, served)
         if self._voice is not None:
             self._voice.close()
+
+    async def end_unjoined(self) -> None:
+        """Now and then: conversations nobody joined end on their timeouts (no worker serves
+        them, so no watch of ours would)."""
+        while True:
+            try:
+                sent = await asyncio.to_thread(self._end_unjoined_now)
+                self._send(sent)
+            except Exception:  # the database may be away for a moment: next time
+                log.exception("ending unjoined conversations failed")
+            await asyncio.sleep(UNJOINED_EVERY_S)
+
+    def _end_unjoined_now(self) -> list[str]:
+        with transaction(self.runtime.sessions) as session:
+            return service.end_unjoined(session, utcnow())
 
     def _send(self, webhook_ids: list[str]) -> None:
         from likeness.webhooks.service import JOB as WEBHOOK_JOB
@@ -293,9 +312,11 @@ def run_media_worker(runtime: Runtime, capacity: int, port: int = 0) -> None:
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
 
     async def main() -> None:
+        unjoined = asyncio.ensure_future(worker.end_unjoined())
         try:
             await server.serve(sockets=[sock])
         finally:
+            unjoined.cancel()
             await worker.end_all(service.internal_error(service.WORKER_LOST_STEP))
 
     try:

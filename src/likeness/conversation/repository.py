@@ -41,6 +41,16 @@ def unfinished() -> ColumnElement[bool]:
     return (Conversation.status == "active") & Conversation.deleted_at.is_(None)
 
 
+def unserved(session: Session) -> list[Conversation]:
+    """Active conversations no media worker serves (nobody joined yet), test ones aside."""
+    rows = session.scalars(
+        select(Conversation).where(
+            unfinished(), Conversation.lease_expires_at.is_(None), Conversation.test_mode.is_(False)
+        )
+    )
+    return list(rows)
+
+
 def active_count(session: Session) -> int:
     return session.scalar(select(func.count()).where(unfinished())) or 0
 

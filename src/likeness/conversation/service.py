@@ -409,3 +409,19 @@ def _announce(
     if not conversation.callback_url:
         return []
     return [webhooks.record(session, conversation.callback_url, event, conversation.id)]
+
+
+def end_unjoined(session: Session, now: datetime) -> list[str]:
+    """Conversations nobody joined (no media worker serves them) end when their
+    ``participant_absent_timeout`` or ``max_call_duration`` has passed since they were
+    created. A media worker runs this now and then; ending is a compare-and-set, so several
+    workers may. Returns the webhook ids to send after commit."""
+    sent: list[str] = []
+    for conversation in repository.unserved(session):
+        props = properties(conversation)
+        age_s = (now - conversation.created_at).total_seconds()
+        if age_s >= props.participant_absent_timeout_s:
+            sent += end(session, conversation.id, PARTICIPANT_ABSENT)
+        elif age_s >= props.max_call_duration_s:
+            sent += end(session, conversation.id, MAX_CALL_DURATION)
+    return sent
