@@ -208,6 +208,7 @@ class LiveConversation:
                 await asyncio.sleep(max(0.0, delay))
         finally:
             await loop.run_in_executor(self._thread, self._release)
+            self._thread.shutdown(wait=False)  # a long-lived worker keeps no idle thread
 
     def _tick(self) -> Tick:
         tick = self.speaker.tick()
