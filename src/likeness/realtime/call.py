@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from likeness.kit.ids import opaque_id
 from likeness.realtime.session import LiveConversation
 from likeness.realtime.webrtc.peer import Ice, Peer
 
@@ -49,7 +49,7 @@ class Call:
         except BaseException:
             await peer.close()
             raise
-        peer_id = secrets.token_hex(8)
+        peer_id = opaque_id()
         self.peers[peer_id] = peer
         self.ever_joined = True
         self.last_left_at = None
