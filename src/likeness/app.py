@@ -22,7 +22,7 @@ from likeness.replica.endpoints import build_media_router, build_router
 from likeness.runtime import Runtime, build_runtime
 from likeness.upload.endpoints import router as uploads_router
 from likeness.video import endpoints as videos
-from likeness.web import docs
+from likeness.web import docs, pages
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -54,6 +54,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     # WebSocket checks x-api-key itself (a dependency cannot answer a WebSocket in Tavus's shape).
     app.include_router(live_conversations.router)
     docs.install(app)
+    pages.install(app)  # the conversation page's script and style
     _install_error_handlers(app)
     # Uploads stream to disk under their own limit (max_download_bytes).
     app.add_middleware(

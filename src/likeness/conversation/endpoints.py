@@ -103,8 +103,8 @@ def conversation_page(
     title = conversation.name or conversation.id
     if conversation.status == "ended":
         return HTMLResponse(pages.conversation(title, "ended", "This conversation has ended."))
-    message = "Live video is not available yet in this version of likeness."
-    return HTMLResponse(pages.conversation(title, "active", message))
+    captions = (conversation.properties or {}).get("enable_closed_captions") is True
+    return HTMLResponse(pages.call(title, conversation.id, captions))
 
 
 def _send(rt: Runtime, webhook_ids: list[str]) -> None:
