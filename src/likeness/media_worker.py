@@ -38,6 +38,7 @@ from likeness.models.replica import Replica, work_key
 from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.providers.voice_process import VoiceProcess
 from likeness.realtime.call import Call, Full
+from likeness.realtime.recorder import Recorder
 from likeness.realtime.session import LiveConversation, Look
 from likeness.realtime.webrtc.peer import BadOffer, Ice
 from likeness.runtime import Runtime
@@ -68,6 +69,7 @@ class Served:
     watch: asyncio.Task[None] | None = None
     sockets: int = 0
     ended: bool = field(default=False)
+    recorder: Recorder | None = None
 
 
 class MediaWorker:
@@ -130,9 +132,15 @@ class MediaWorker:
             claim.release()
             raise
         ice = [Ice(s.urls, s.username, s.credential) for s in rt.settings.ice_servers]
-        call = Call(live, ice, audio_only, max_participants)
+        recorder = None
+        if props.enable_recording:
+            path = rt.storage.path(service.recording_key(conversation_id))
+            recorder = Recorder(path, live.fps, video=not audio_only)
+            recorder.attach(live)  # from the clock's first tick
+        hear = recorder.hear if recorder is not None else None
+        call = Call(live, ice, audio_only, max_participants, on_audio=hear)
         call.start()
-        served = Served(call, claim, time.monotonic() - age_s, props)
+        served = Served(call, claim, time.monotonic() - age_s, props, recorder=recorder)
         served.watch = asyncio.ensure_future(self._watch(conversation_id, served))
         self.served[conversation_id] = served
         log.info("conversation %s: served here", conversation_id)
@@ -187,8 +195,27 @@ class MediaWorker:
     async def _hang_up(self, conversation_id: str, served: Served) -> None:
         served.ended = True
         await served.call.close()
+        if served.recorder is not None:
+            await self._store_recording(conversation_id, served.recorder)
         if self.served.get(conversation_id) is served:
             del self.served[conversation_id]
+
+    async def _store_recording(self, conversation_id: str, recorder: Recorder) -> None:
+        """The MP4 is in the blob store: ``application.recording_ready``; if the conversation
+        was hard-deleted meanwhile, the recording goes too."""
+        duration_s = await recorder.finish()
+        if duration_s is None:
+            return
+        key = service.recording_key(conversation_id)
+        with transaction(self.runtime.sessions) as session:
+            if repository.get_any(session, conversation_id) is None:
+                self.runtime.storage.delete_tree(service.work_key(conversation_id))
+                return
+            sent = service.recording_ready(
+                session, conversation_id, service.RECORDING_BUCKET, key, round(duration_s, 3)
+            )
+        self._send(sent)
+        log.info("conversation %s: recorded %.1f s", conversation_id, duration_s)
 
     async def end_all(self, reason: str) -> None:
         """Shutting down: every conversation here ends with ``reason``."""

@@ -7,9 +7,10 @@ import logging
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from likeness.api.deps import RuntimeDep, SessionDep
+from likeness.api.files import file_response
 from likeness.conversation import repository, service
 from likeness.conversation.schemas import CreateConversation
 from likeness.jobs import outbox
@@ -81,8 +82,23 @@ def end(conversation_id: str, rt: RuntimeDep) -> Response:
 def delete(conversation_id: str, rt: RuntimeDep, hard: bool = False) -> Response:
     with transaction(rt.sessions) as session:
         sent = service.delete(session, conversation_id, hard)
+    if hard:  # its recording goes with it
+        rt.storage.delete_tree(service.work_key(conversation_id))
     _send(rt, sent)
     return Response(status_code=204)
+
+
+@api.get(
+    "/{conversation_id}/recording",
+    response_class=FileResponse,
+    summary="Download the call's recording (enable_recording; application.recording_ready)",
+)
+def recording(conversation_id: str, rt: RuntimeDep, session: SessionDep) -> FileResponse:
+    service.get(session, conversation_id)
+    path = rt.storage.path(service.recording_key(conversation_id))
+    return file_response(
+        path, "video/mp4", f"{conversation_id}.mp4", "This conversation has no recording"
+    )
 
 
 @page.get(

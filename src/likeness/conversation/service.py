@@ -44,6 +44,10 @@ MAX_CALL_DURATION = "max_call_duration reached"
 PARTICIPANT_LEFT = "participant_left_timeout reached"
 PARTICIPANT_ABSENT = "participant_absent_timeout reached"
 WORKER_LOST_STEP = "media worker"
+# application.recording_ready's bucket_name: recordings stay in likeness's own blob store
+# (the data directory), under s3_key; GET /v2/conversations/{id}/recording serves them.
+RECORDING_BUCKET = "likeness-local"
+RECORDING_FILE = "recording.mp4"
 
 
 def internal_error(step: str) -> str:
@@ -200,6 +204,15 @@ def delete(session: Session, conversation_id: str, hard: bool) -> list[str]:
     sent = end(session, conversation_id, END_ENDPOINT)
     conversation.deleted_at = utcnow()
     return sent
+
+
+def work_key(conversation_id: str) -> str:
+    """The conversation's folder in the blob store (its recording); a hard delete removes it."""
+    return f"conversations/{conversation_id}"
+
+
+def recording_key(conversation_id: str) -> str:
+    return f"{work_key(conversation_id)}/{RECORDING_FILE}"
 
 
 def conversation_url(public_url: str, conversation_id: str) -> str:

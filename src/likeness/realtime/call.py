@@ -25,11 +25,13 @@ class Call:
         ice: list[Ice],
         audio_only: bool = False,
         max_participants: int | None = None,
+        on_audio: Callable[[object, Any], None] | None = None,
     ) -> None:
         self.conversation = conversation
         self._ice = ice
         self._audio_only = audio_only
         self._max = max_participants
+        self._on_audio = on_audio  # the participants' microphones (a recording), if any
         self.peers: dict[str, Peer] = {}
         self._clock: asyncio.Task[None] | None = None
         self.last_left_at: float | None = None  # monotonic; None while someone is in
@@ -43,7 +45,7 @@ class Call:
         # The replica is a participant too (Tavus counts it in max_participants).
         if self._max is not None and len(self.peers) + 1 >= self._max:
             raise Full(f"this conversation allows at most {self._max} participants")
-        peer = Peer(self.conversation, self._ice, self._audio_only, self._left)
+        peer = Peer(self.conversation, self._ice, self._audio_only, self._left, self._on_audio)
         try:
             answer = await peer.answer(offer_sdp)
         except BaseException:

@@ -10,6 +10,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
@@ -43,7 +44,10 @@ class Peer:
         ice: list[Ice],
         audio_only: bool = False,
         on_closed: Callable[[Peer], None] | None = None,
+        on_audio: Callable[[object, Any], None] | None = None,
     ) -> None:
+        """``on_audio(track, frame)`` hears the participant's microphone, when given (a
+        recording); without it, no microphone is asked for."""
         vp8.install()
         self.conversation = conversation
         # An explicit list, even empty: aiortc's default contacts Google's STUN server.
@@ -52,8 +56,11 @@ class Peer:
         self._audio_only = audio_only
         self._on_closed = on_closed
         self._pump: asyncio.Task[None] | None = None
+        self._on_audio = on_audio
+        self._listening: list[asyncio.Task[None]] = []
         self._closed = False
         self.pc.on("datachannel", self._on_channel)
+        self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
 
     async def answer(self, offer_sdp: str) -> str:
@@ -70,7 +77,8 @@ class Peer:
         for transceiver in self.pc.getTransceivers():
             if transceiver.kind == "audio":
                 transceiver.sender.replaceTrack(ReplicaAudioTrack(self.conversation))
-                transceiver.direction = "sendonly"
+                # sendrecv answers sendonly to a receive-only offer (aiortc's and_direction)
+                transceiver.direction = "sendrecv" if self._on_audio else "sendonly"
             elif transceiver.kind == "video" and not self._audio_only:
                 transceiver.sender.replaceTrack(ReplicaVideoTrack(self.conversation))
                 transceiver.direction = "sendonly"
@@ -99,6 +107,20 @@ class Peer:
         self._pump = asyncio.ensure_future(pump())
         channel.on("message", self.conversation.handle)  # type: ignore[attr-defined]
 
+    def _on_track(self, track: Any) -> None:
+        on_audio = self._on_audio
+        if track.kind != "audio" or on_audio is None:
+            return
+
+        async def listen() -> None:
+            from aiortc.mediastreams import MediaStreamError
+
+            with contextlib.suppress(MediaStreamError):
+                while True:
+                    on_audio(track, await track.recv())
+
+        self._listening.append(asyncio.ensure_future(listen()))
+
     async def _on_state(self) -> None:
         state = self.pc.connectionState
         if state == "connected":
@@ -114,6 +136,8 @@ class Peer:
             self._pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump
+        for listening in self._listening:
+            listening.cancel()
         for sender in self.pc.getSenders():
             if sender.track is not None:
                 sender.track.stop()
