@@ -49,7 +49,7 @@ def _serve(data: Path, *args: str, **extra_env: str) -> Iterator[tuple[str, dict
         LIKENESS_WEBHOOK_RETRY_DELAYS_S="[0.5, 1]",
         GLOG_minloglevel="2",
         LIKENESS_CONSENT_POLICY="off",  # the plumbing clips carry no spoken consent
-        LIKENESS_API_WORKERS="1",  # the worker is serve's only child (_children)
+        LIKENESS_API_WORKERS="1",  # serve's children: the job worker and the media worker
     )
     env.update(extra_env)
     env.pop("LIKENESS_PUBLIC_URL", None)  # serve derives it from --port: the tests fetch it
@@ -92,6 +92,16 @@ def _children(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         found += [int(c) for c in (task / "children").read_text().split()]
     return found
+
+
+def _job_worker(pid: int) -> int:
+    """serve's embedded job worker (`likeness worker`; the media worker is its sibling)."""
+    (worker,) = [
+        c
+        for c in _children(pid)
+        if Path(f"/proc/{c}/cmdline").read_bytes().split(b"\0")[-2:] == [b"worker", b""]
+    ]
+    return worker
 
 
 def _gone(pid: int) -> bool:
@@ -329,11 +339,11 @@ def test_a_killed_worker_is_restarted_and_its_job_resumes(
                 break
             assert body["status"] == "started" and time.monotonic() < deadline, body
             time.sleep(0.05)
-        (worker,) = _children(pid)
+        worker = _job_worker(pid)
         os.kill(worker, signal.SIGKILL)
         final = _wait_done(client, replica_id, timeout_s=180)[-1]
         assert final["status"] == "completed", final
-        (restarted,) = _children(pid)
+        restarted = _job_worker(pid)
         assert restarted != worker
     with sqlite3.connect(data / "data" / "likeness.sqlite") as db:
         (attempts,) = db.execute(
@@ -374,8 +384,7 @@ def test_a_callback_retry_held_by_a_killed_worker_is_still_delivered(
                 break
             assert time.monotonic() < deadline, "no callback attempt"
             time.sleep(0.05)
-        (worker,) = _children(pid)
-        os.kill(worker, signal.SIGKILL)
+        os.kill(_job_worker(pid), signal.SIGKILL)
         calls = _wait_calls(receiver, 2, timeout_s=60)
     assert calls[1]["json"]["replica_id"] == replica_id
     assert calls[1]["headers"]["webhook-id"] == calls[0]["headers"]["webhook-id"]
