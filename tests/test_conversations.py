@@ -377,6 +377,24 @@ def test_the_page_answers_for_open_ended_and_unknown(client: TestClient, runtime
     assert anonymous.get("/c/cnope").status_code == 404
 
 
+def test_the_page_carries_its_own_player(client: TestClient, runtime: Runtime) -> None:
+    """No CDN: the script and style come from the app, and the page can be framed.
+    (tests/e2e/test_page.py drives it in a browser.)"""
+    ready = make_replica(runtime)
+    body = {"replica_id": ready, "properties": {"enable_closed_captions": True}}
+    conversation_id = client.post("/v2/conversations", json=body).json()["conversation_id"]
+    anonymous = TestClient(client.app)
+    page = anonymous.get(f"/c/{conversation_id}")
+    assert 'id="join"' in page.text and 'data-captions="true"' in page.text
+    assert "x-frame-options" not in page.headers
+    assert "http" not in page.text.split("<body>")[0]  # nothing from elsewhere
+    script = anonymous.get("/c/assets/conversation.js")
+    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+    assert '"app-message"' in script.text
+    assert anonymous.get("/c/assets/conversation.css").status_code == 200
+    assert anonymous.get("/c/assets/nope.js").status_code == 404
+
+
 # -- list, end, delete ------------------------------------------------------------------------
 
 

@@ -26,7 +26,7 @@ from likeness.realtime.session import GREEN, LiveConversation, Look
 from likeness.realtime.speaker import MAX_UTTERANCES, Speaker
 from likeness.training import pipeline
 
-from .conftest import FIXTURES, local_job
+from .conftest import API_KEY, FIXTURES, local_job
 
 CID = "c123456789ab"
 BILABIALS = {"P", "B", "M"}
@@ -593,8 +593,6 @@ def test_join_through_the_api_served_by_a_media_worker(
     from likeness.media_worker import MediaWorker, build_media_app
     from likeness.models import Conversation
 
-    from .conftest import API_KEY
-
     replica_id = _replica_with_bundle(runtime, trained)
     created = client.post("/v2/conversations", json={
         "replica_id": replica_id, "properties": {"participant_left_timeout": 0},
@@ -731,6 +729,10 @@ def test_whip_needs_the_meeting_token_and_a_media_worker(
     # the right token, but no media worker is running: a clear 503, not a hang
     alone = client.post(whip, content="v=0", headers={**sdp, "authorization": f"Bearer {token}"})
     assert alone.status_code == 503 and "No media worker" in alone.json()["message"]
+    # a backend's WebSocket is authorised by its API key: no meeting token asked
+    ws_url = f"/v2/conversations/{cid}/interactions"
+    with client.websocket_connect(ws_url, headers={"x-api-key": API_KEY}) as backend:
+        assert "No media worker" in backend.receive_json()["message"]
     assert client.post(f"/v2/conversations/{cid}/end").status_code == 200
     ended = client.post(f"{whip}?t={token}", content="v=0", headers=sdp)
     assert ended.status_code == 400 and ended.json()["message"] == "This conversation has ended"

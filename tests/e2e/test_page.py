@@ -210,6 +210,40 @@ def _echo(cid: str, inference_id: str, text: str) -> dict[str, Any]:
             "conversation_id": cid, "properties": props}  # fmt: skip
 
 
+async def _echo_audio(http: Any, cid: str, inference_id: str) -> None:
+    """Two seconds of speech as 16 kHz PCM chunks on the Interactions WebSocket, the way a
+    backend's TTS streams them; returns once the backend hears the replica stop."""
+    import base64
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from likeness.media.audio import read_audio, to_int16
+
+    samples, _ = read_audio(FIXTURES / "librivox_0880.wav", 16000)
+    pcm = to_int16(samples[: 2 * 16000]).tobytes()
+    step = 2 * 1600  # 100 ms
+    chunks = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+    url = str(http.base_url).replace("http://", "ws://").rstrip("/")
+    async with connect(
+        f"{url}/v2/conversations/{cid}/interactions", additional_headers={"x-api-key": API_KEY}
+    ) as backend:
+        for n, chunk in enumerate(chunks):
+            props = {"modality": "audio", "audio": base64.b64encode(chunk).decode(),
+                     "sample_rate": 16000, "inference_id": inference_id,
+                     "done": n == len(chunks) - 1}  # fmt: skip
+            envelope = {"message_type": "conversation", "event_type": "conversation.echo",
+                        "conversation_id": cid, "properties": props}  # fmt: skip
+            await backend.send(json.dumps(envelope))
+        # a backend hears the same events; it stays until the replica has said it all
+        while True:
+            event = json.loads(await asyncio.wait_for(backend.recv(), 30))
+            assert "event_type" in event, event
+            if event["event_type"] == "conversation.replica.stopped_speaking":
+                assert event["properties"]["inference_id"] == inference_id
+                return
+
+
 async def _drive(browser: Any, http: Any, cid: str, url: str, host: str) -> None:
     page = await browser.new_page()
     errors: list[str] = []
@@ -273,6 +307,18 @@ async def _drive(browser: Any, http: Any, cid: str, url: str, host: str) -> None
         "window.events.some(e => e.event_type === 'conversation.error')", timeout=10_000
     )
 
+    # streamed echo audio from a backend on the Interactions WebSocket: spoken, and its events
+    # reach the page (and through it the host) on the data channel
+    mark = await inner.evaluate("window.probe.energy.length")
+    await _echo_audio(http, cid, "a1")
+    await until_event("a1", "conversation.replica.stopped_speaking")
+    await asyncio.sleep(0.3)
+    heard = await inner.evaluate(f"Math.max(...window.probe.energy.slice({mark}))")
+    assert heard > 0.02 and heard > 10 * quiet, (quiet, heard)
+    types = [e["event_type"] for e in await events_of("a1")]
+    assert types[0] == "conversation.replica.started_speaking", types
+    assert types[-1] == "conversation.replica.stopped_speaking", types
+
     # an interrupt stops a long echo: stopped_speaking says so, and the voice goes quiet
     await page.evaluate("(e) => window.send(e)", _echo(cid, "e2", LONG))
     await until_event("e2", "conversation.replica.started_speaking")
@@ -286,6 +332,7 @@ async def _drive(browser: Any, http: Any, cid: str, url: str, host: str) -> None
     stopped = [e for e in await events_of("e2") if e["event_type"].endswith("stopped_speaking")]
     assert stopped[0]["properties"]["interrupted"] is True
     assert stopped[0]["properties"]["duration"] < 4.0
+    await frame.locator("#captions p.cut", has_text="long sentence").wait_for()
     await asyncio.sleep(0.4)
     after = await inner.evaluate("window.probe.energy.length")
     await asyncio.sleep(0.4)

@@ -182,8 +182,13 @@ const lines = new Map(); // inference_id -> <p>
 
 function caption(envelope) {
   const type = envelope.event_type;
-  if (type !== "conversation.utterance" && type !== "conversation.utterance.streaming") return;
   const props = envelope.properties || {};
+  if (type === "conversation.replica.stopped_speaking" && props.interrupted) {
+    const line = lines.get(props.inference_id);
+    if (line) line.classList.add("cut");
+    return;
+  }
+  if (type !== "conversation.utterance" && type !== "conversation.utterance.streaming") return;
   if (typeof props.speech !== "string" || !props.speech) return;
   const key = props.inference_id || envelope.inference_id || `line${envelope.seq}`;
   let line = lines.get(key);
