@@ -189,7 +189,7 @@ def test_the_page_joins_shows_speaks_and_ends(trained: Path, tmp_path: Path) -> 
                     ],
                 )
                 try:
-                    await _drive(browser, http, cid, url, host)
+                    await _drive(browser, http, cid, url, host, worker)
                 finally:
                     await browser.close()
         finally:
@@ -244,7 +244,7 @@ async def _echo_audio(http: Any, cid: str, inference_id: str) -> None:
                 return
 
 
-async def _drive(browser: Any, http: Any, cid: str, url: str, host: str) -> None:
+async def _drive(browser: Any, http: Any, cid: str, url: str, host: str, worker: Any) -> None:
     page = await browser.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -342,8 +342,19 @@ async def _drive(browser: Any, http: Any, cid: str, url: str, host: str) -> None
     # mute, leave (the WHIP resource is deleted), join again
     await frame.locator("#mute").click()
     assert await frame.locator("#mute").get_attribute("aria-pressed") == "true"
-    await frame.locator("#leave").click()
+    whip = f"/v2/conversations/{cid}/whip/"
+    async with page.expect_response(
+        lambda r: r.request.method == "DELETE" and whip in r.url
+    ) as gone:
+        await frame.locator("#leave").click()
+    assert (await gone.value).status == 200
     await until_state("left")
+    peers = worker.served[cid].call.peers
+    for _ in range(100):  # the DELETE of the WHIP resource is sent as the page leaves
+        if not peers:
+            break
+        await asyncio.sleep(0.05)
+    assert not peers
     await frame.locator("#join").click()
     await until_state("joined")
 

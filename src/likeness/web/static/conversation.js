@@ -127,11 +127,14 @@ function hangUp() {
   call = null;
 }
 
+// Leave by deleting the WHIP resource first (the server lets go of this participant), then
+// close the connection.
 async function leave() {
-  const resource = call && call.location;
+  if (!call) return;
+  call.closing = true;
+  if (call.location) await fetch(call.location, { method: "DELETE" }).catch(() => {});
   hangUp();
   show("left", "You left the conversation.");
-  if (resource) await fetch(resource, { method: "DELETE" }).catch(() => {});
 }
 
 // The call dropped without us leaving: ended server-side (/end, a time limit) or the network.
