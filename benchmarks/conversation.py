@@ -10,7 +10,13 @@ audio, interrupt -> silence, frames/s received, CPU and RSS per conversation, an
 concurrent conversations hold >= 25 fps. Client and server share this process and its cores,
 so the figures are an upper bound of the server's cost; the latencies include the aiortc
 client's own jitter buffer (a browser's adapts lower). Echo audio is sent in real time (100 ms
-chunks every 100 ms) and its speech starts 0.25 s in: the figure includes that 0.25 s.
+chunks every 100 ms); its speech starts 0.26 s in, in the third chunk, so the echo audio figure
+runs from that chunk's sending (the first speech sample's arrival), not from the first chunk's.
+
+Each latency is split into stages, stamped in the server on the same clock (one process):
+message in, the voice's first sentence (synthesised and aligned) or the first settled phones,
+the first speaking tick made (rendered, on the clock), and the rest (queue to the track,
+encode, RTP, the client's jitter buffer and decode) up to the client.
 """
 
 from __future__ import annotations
@@ -31,6 +37,62 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 LOUD, QUIET = 0.02, 0.005  # rms of a received 20 ms audio frame
 CID = "cbench"
+SPEECH_CHUNK = 2  # the 100 ms chunk that holds the clip's first speech sample (0.26 s)
+
+
+class Stamps:
+    """When each stage of the server first happened (perf_counter), per message sent."""
+
+    def __init__(self) -> None:
+        self.at: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        self.at.setdefault(name, time.perf_counter())
+
+    def reset(self) -> None:
+        self.at.clear()
+
+
+def instrumented(live: Any, voice: Any, stamps: Stamps) -> None:
+    """Stamps the server's stages of ``live`` (wrapping its voice, phones and events)."""
+    from likeness.realtime.frames import Started, Stopped
+
+    speaker = live.speaker
+    say, phones_factory, on_speaker = speaker._voice, speaker._phones_factory, live._on_speaker
+
+    def timed_say(text: str) -> Any:
+        for chunk in say(text):
+            stamps.mark("voice")
+            yield chunk
+
+    def timed_phones(on_phones: Any) -> Any:
+        def heard(utt: int, settled: Any, final: bool) -> None:
+            if settled.phones:
+                stamps.mark("phones")
+            on_phones(utt, settled, final)
+
+        return phones_factory(heard)
+
+    def timed_events(event: Any) -> None:
+        if isinstance(event, Started):
+            stamps.mark("tick")
+        if isinstance(event, Stopped) and event.interrupted:
+            stamps.mark("silent tick")
+        on_speaker(event)
+
+    speaker._voice, speaker._phones_factory = timed_say, timed_phones
+    live._on_speaker = timed_events
+
+
+def stages(since: float, stamps: Stamps, names: list[str], client_s: float) -> str:
+    """'a 12 + b 30 + ... ms': each stage's share of the latency from ``since``."""
+    parts, last = [], since
+    for name in names:
+        if name in stamps.at:
+            parts.append(f"{name} {(stamps.at[name] - last) * 1000:.0f}")
+            last = stamps.at[name]
+    parts.append(f"to client {(since + client_s - last) * 1000:.0f}")
+    return " + ".join(parts) + " ms"
 
 
 def envelope(event_type: str, **props: Any) -> str:
@@ -98,6 +160,8 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
     from likeness.realtime.session import LiveConversation, Look
 
     live = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones, Look(max_height))
+    stamps = Stamps()
+    instrumented(live, voice, stamps)
     call = Call(live, ice=[])
     call.start()
     client = Participant()
@@ -105,43 +169,56 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     frames0 = len(client.video)
 
+    stamps.reset()
     sent = time.perf_counter()
     client.channel.send(envelope("conversation.echo", text="Hello there, how are you today?"))
-    text_ms = await client.first(sent, loud=True) * 1000
+    text_s = await client.first(sent, loud=True)
+    text_stages = stages(sent, stamps, ["voice", "tick"], text_s)
     await asyncio.sleep(3.0)
 
     samples, _ = read_audio(Path(__file__).resolve().parent.parent / "tests" / "fixtures"
                             / "librivox_0880.wav", 24000)  # fmt: skip
     pcm = to_int16(samples[: 24000 * 3]).tobytes()
     step = 4800  # 100 ms chunks, as pipecat streams them
-    sent = time.perf_counter()
-    for i in range(0, len(pcm), step):
+    stamps.reset()
+    for n, i in enumerate(range(0, len(pcm), step)):
         chunk = base64.b64encode(pcm[i : i + step]).decode()
+        if n == SPEECH_CHUNK:
+            sent = time.perf_counter()
         client.channel.send(envelope(
             "conversation.echo", modality="audio", audio=chunk, sample_rate=24000,
             inference_id="a1", done=i + step >= len(pcm),
         ))  # fmt: skip
-        if i == 0:
+        if n == SPEECH_CHUNK:
             audio_task = asyncio.ensure_future(client.first(sent, loud=True))
         await asyncio.sleep(0.1)
-    audio_ms = await audio_task * 1000
+    audio_s = await audio_task
+    audio_stages = stages(sent, stamps, ["phones", "tick"], audio_s)
     await asyncio.sleep(1.0)
 
     client.channel.send(envelope("conversation.echo", text="This is a long sentence to be cut."))
     await client.first(time.perf_counter(), loud=True)
     await asyncio.sleep(0.5)
+    stamps.reset()
     sent = time.perf_counter()
     client.channel.send(envelope("conversation.interrupt"))
-    interrupt_ms = await client.first(sent, loud=False) * 1000
+    interrupt_s = await client.first(sent, loud=False)
+    interrupt_stages = stages(sent, stamps, ["silent tick"], interrupt_s)
     await asyncio.sleep(1.0)
 
     wall = time.perf_counter() - wall0
     fps = (len(client.video) - frames0) / wall
     cpu = (time.process_time() - cpu0) / wall * 100
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"echo text -> first speaking audio at the client: {text_ms:.0f} ms")
-    print(f"echo audio first chunk -> first lip-synced audio at the client: {audio_ms:.0f} ms")
-    print(f"interrupt -> silence at the client: {interrupt_ms:.0f} ms")
+    print(f"echo text -> first speaking audio at the client: {text_s * 1000:.0f} ms")
+    print(f"    {text_stages}")
+    print(
+        "echo audio, the chunk with its first speech sample -> first lip-synced audio at "
+        f"the client: {audio_s * 1000:.0f} ms"
+    )
+    print(f"    {audio_stages}")
+    print(f"interrupt -> silence at the client: {interrupt_s * 1000:.0f} ms")
+    print(f"    {interrupt_stages}")
     print(f"frames/s received: {fps:.1f}; process CPU {cpu:.0f} % of a core (client included)")
     print(f"peak RSS of the process: {rss_mb:.0f} MB")
     await client.pc.close()

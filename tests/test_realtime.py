@@ -326,6 +326,53 @@ def test_interrupt_stops_speech_within_a_few_frames(
     assert not any(t.speaking or t.audio.samples.any() for t in after)
 
 
+def test_interrupt_drops_what_the_tracks_still_hold(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    from likeness.realtime.webrtc.tracks import ReplicaAudioTrack
+
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+    held: list[float] = []
+    heard: list[float] = []
+
+    async def script(call: Call) -> None:
+        track = ReplicaAudioTrack(conversation)  # a sender that has fallen behind
+        text = "This is a long sentence that will not be finished. And another one after it."
+        conversation.handle(envelope("conversation.echo", text=text, inference_id="t3"))
+        await call.until(lambda: sum(t.speaking for t in call.ticks) >= 12)
+        held.extend(float(np.abs(t.audio.samples).max()) for t in track._ticks._items)
+        conversation.handle(envelope("conversation.interrupt"))
+        for _ in range(10):  # what the track sends next: 200 ms
+            frame = await track.recv()
+            heard.append(float(np.abs(frame.to_ndarray()).max()))
+        track.stop()
+
+    run_call(conversation, script)
+    assert max(held) > 0.1  # speech was queued in the track
+    assert max(heard) == 0  # and none of it is heard after the interrupt
+
+
+def test_audio_leaves_in_20_ms_frames_on_the_clock(model: MouthbankModel) -> None:
+    from likeness.realtime.webrtc.tracks import ReplicaAudioTrack
+
+    async def main() -> list[Any]:
+        conversation = LiveConversation(CID, model.session(), lambda _t: [], SphinxLivePhones)
+        track = ReplicaAudioTrack(conversation)
+        for _ in range(6):
+            tick = conversation.speaker.tick()
+            for queue in conversation._media:
+                queue.put(tick)
+        frames = [await track.recv() for _ in range(6)]
+        conversation.speaker.close()
+        return frames
+
+    frames = asyncio.run(main())
+    # one Opus packet per frame, each with its own timestamp, consecutive on the clock
+    assert [f.samples for f in frames] == [960] * 6
+    assert [f.pts for f in frames] == [960 * i for i in range(6)]
+    assert all(f.sample_rate == 48000 for f in frames)
+
+
 def test_a_bad_message_gets_an_error_and_the_call_goes_on(
     model: MouthbankModel, voice: VoiceProcess
 ) -> None:

@@ -54,6 +54,10 @@ class Latest(Generic[T]):
             await self._ready.wait()
         return self._items.popleft()
 
+    def clear(self) -> None:
+        """Drops what is queued (an interrupt: what was said is not to be heard)."""
+        self._items.clear()
+
 
 @dataclass(frozen=True)
 class Look:
@@ -77,7 +81,7 @@ class LiveConversation:
     ) -> None:
         self.conversation_id = conversation_id
         self.fps = session.fps
-        self.speaker = Speaker(session, voice, phones)
+        self.speaker = Speaker(session, voice, phones, self._on_news)
         self.outbox = protocol.Outbox(conversation_id, now)
         self.look = look or Look()
         self._greeting = greeting
@@ -88,6 +92,10 @@ class LiveConversation:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"media-{conversation_id}")
         self._matte: Any = None
         self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._news = asyncio.Event()  # speech or phones arrived, or an interrupt
+        self._interrupted = asyncio.Event()
+        self._interrupts = 0
         self.ticks = 0
 
     # -- wiring ----------------------------------------------------------------------------
@@ -122,6 +130,11 @@ class LiveConversation:
             if isinstance(message, protocol.Interrupt):
                 self.speaker.interrupt()
                 self._open.clear()
+                self._interrupts += 1
+                for queue in self._media:  # what the tracks hold is not to be heard either
+                    queue.clear()
+                self._news.set()
+                self._interrupted.set()
             elif isinstance(message, protocol.EchoText):
                 self._say_text(message.text, message.inference_id)
             else:
@@ -188,27 +201,59 @@ class LiveConversation:
 
     # -- the clock -------------------------------------------------------------------------
     async def run(self) -> None:
-        """Tick until close(): one frame of 1 / fps each, on the loop's clock."""
-        loop = asyncio.get_running_loop()
+        """Tick until close(): one frame of 1 / fps each, on the loop's clock. While the
+        replica is silent, news (speech or phones arrived, an interrupt) ticks at once
+        rather than on the next tick's time: the first frame of speech (or of silence) goes
+        out as soon as it can be made. The clock then runs at most one frame ahead of its
+        schedule and falls back on it by waiting that frame out on the next tick."""
+        loop = self._loop = asyncio.get_running_loop()
         start = loop.time()
         k = 0
+        speaking = False
         try:
             while not self._closed:
+                interrupts = self._interrupts
                 tick = await loop.run_in_executor(self._thread, self._tick)
+                if self._interrupts != interrupts and tick.audio.samples.any():
+                    # interrupted while this tick was made: its sound is not to be heard
+                    silence = replace(tick.audio, samples=np.zeros_like(tick.audio.samples))
+                    tick = replace(tick, audio=silence)
+                speaking = tick.speaking
                 for event in tick.events:
                     self._on_speaker(event)
                 for queue in self._media:
                     queue.put(tick)
                 self.ticks += 1
                 k += 1
-                delay = start + k / self.fps - loop.time()
-                if delay < -MAX_BEHIND_S:
-                    log.warning("conversation %s: clock %.2f s late", self.conversation_id, -delay)
+                due = start + k / self.fps
+                late = loop.time() - due
+                if late > MAX_BEHIND_S:
+                    log.warning("conversation %s: clock %.2f s late", self.conversation_id, late)
                     start, k = loop.time(), 0
-                await asyncio.sleep(max(0.0, delay))
+                    continue
+                await self._wait(due, due - 1 / self.fps, speaking)
         finally:
             await loop.run_in_executor(self._thread, self._release)
             self._thread.shutdown(wait=False)  # a long-lived worker keeps no idle thread
+
+    async def _wait(self, due: float, earliest: float, speaking: bool) -> None:
+        """Until ``due``, or news from ``earliest`` on (never more than a frame early)."""
+        loop = asyncio.get_running_loop()
+        if earliest > loop.time():
+            await asyncio.sleep(earliest - loop.time())
+        # while speaking, only an interrupt is news: more speech can wait for its tick
+        news = self._interrupted if speaking else self._news
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(news.wait(), max(0.0, due - loop.time()))
+        self._news.clear()
+        self._interrupted.clear()
+
+    def _on_news(self) -> None:
+        """From any thread: the clock may tick now (see run())."""
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: the call is over
+                loop.call_soon_threadsafe(self._news.set)
 
     def _tick(self) -> Tick:
         tick = self.speaker.tick()

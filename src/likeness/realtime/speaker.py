@@ -130,8 +130,17 @@ _Command = _New | _Audio | _Failed | _Interrupt | _Heard
 
 
 class Speaker:
-    def __init__(self, session: EngineSession, voice: Voice, phones: PhonesFactory) -> None:
+    def __init__(
+        self,
+        session: EngineSession,
+        voice: Voice,
+        phones: PhonesFactory,
+        news: Callable[[], None] = lambda: None,
+    ) -> None:
+        """``news`` is called (on any thread) when speech or its phones arrive: the clock
+        may tick early then, so that the first frame of speech waits for no tick."""
         self.session = session
+        self._news = news
         self.fps = session.fps
         self.time_base = 1 / frame_rate(self.fps)
         self._voice = voice
@@ -189,7 +198,13 @@ class Speaker:
     def _live(self) -> LivePhones:
         if self._phones is None:
             inbox = self._inbox
-            self._phones = self._phones_factory(lambda u, s, f: inbox.put(_Heard(u, s, f)))
+            news = self._news
+
+            def heard(utt: int, settled: SettledPhones, final: bool) -> None:
+                inbox.put(_Heard(utt, settled, final))
+                news()
+
+            self._phones = self._phones_factory(heard)
         return self._phones
 
     def _close_audio(self) -> None:
@@ -210,6 +225,7 @@ class Speaker:
                         inference_id, chunk.samples, rate, False, chunk.phones, chunk.text
                     )
                     self._inbox.put(piece)
+                    self._news()
             self._inbox.put(_Audio(inference_id, np.zeros(0, np.float32), 16000, True))
         except Exception as exc:  # the voice's failure is this utterance's, not the call's
             self._inbox.put(_Failed(inference_id, f"the voice could not say it: {exc}"))

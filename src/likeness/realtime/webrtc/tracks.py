@@ -3,15 +3,18 @@ keep the pts the clock gave them, so the receiver plays them together."""
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import av
 import numpy as np
 from aiortc import MediaStreamTrack
 
-from likeness.realtime.frames import Tick
+from likeness.realtime.frames import OUTPUT_RATE_HZ, Tick
 from likeness.realtime.session import Latest, LiveConversation
 
 VIDEO_QUEUE = 2  # a frame later than this is dropped: a late frame is worth nothing
 AUDIO_QUEUE = 25  # a second of audio: it must not gap while the network hiccups
+PACKET_SAMPLES = OUTPUT_RATE_HZ // 50  # 20 ms: one Opus packet
 
 
 class ReplicaVideoTrack(MediaStreamTrack):
@@ -41,15 +44,28 @@ class ReplicaAudioTrack(MediaStreamTrack):
         super().__init__()
         self._conversation = conversation
         self._ticks: Latest[Tick] = conversation.media(AUDIO_QUEUE)
+        self._pcm = np.zeros(0, np.int16)  # clock audio not sent yet, from sample ``_pts``
+        self._pts = 0
 
     async def recv(self) -> av.AudioFrame:
-        tick = await self._ticks.get()
-        audio = tick.audio
-        pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype(np.int16).reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate = audio.sample_rate_hz
-        frame.pts = audio.pts
-        frame.time_base = audio.time_base
+        """20 ms of the clock's audio. Frames of one Opus packet each: aiortc gives every
+        packet of a frame the frame's RTP timestamp, so a 40 ms tick would leave as two
+        packets with one timestamp (a receiver merges or drops them), and a jitter buffer
+        that holds a few frames would hold twice the time."""
+        while len(self._pcm) < PACKET_SAMPLES:
+            audio = (await self._ticks.get()).audio
+            pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+            if audio.pts != self._pts + len(self._pcm):  # ticks were dropped: start afresh
+                self._pcm, self._pts = pcm, audio.pts
+            else:
+                self._pcm = np.concatenate([self._pcm, pcm])
+        frame = av.AudioFrame.from_ndarray(
+            self._pcm[:PACKET_SAMPLES].reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = OUTPUT_RATE_HZ
+        frame.pts = self._pts
+        frame.time_base = Fraction(1, OUTPUT_RATE_HZ)
+        self._pcm, self._pts = self._pcm[PACKET_SAMPLES:], self._pts + PACKET_SAMPLES
         return frame
 
     def stop(self) -> None:
