@@ -88,6 +88,7 @@ class LiveConversation:
         self._joined = False
         self._open: set[str] = set()  # utterances asked for and not yet over
         self._media: list[Latest[Tick]] = []
+        self._played: list[Latest[Tick]] = []  # of _media, those a participant hears
         self._events: list[Latest[dict[str, Any]]] = []
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"media-{conversation_id}")
         self._matte: Any = None
@@ -99,10 +100,13 @@ class LiveConversation:
         self.ticks = 0
 
     # -- wiring ----------------------------------------------------------------------------
-    def media(self, size: int = 3) -> Latest[Tick]:
-        """A new consumer of ticks (a transport's tracks)."""
+    def media(self, size: int = 3, played: bool = False) -> Latest[Tick]:
+        """A new consumer of ticks: a transport's track (``played``: an interrupt drops what
+        it still holds, not to be heard late) or a recording (every tick, none dropped)."""
         queue: Latest[Tick] = Latest(size)
         self._media.append(queue)
+        if played:
+            self._played.append(queue)
         return queue
 
     def events(self, size: int = 256) -> Latest[dict[str, Any]]:
@@ -112,7 +116,7 @@ class LiveConversation:
         return queue
 
     def unsubscribe(self, queue: object) -> None:
-        for queues in (self._media, self._events):
+        for queues in (self._media, self._played, self._events):
             with contextlib.suppress(ValueError):
                 queues.remove(queue)  # type: ignore[arg-type]  # either list's item type
 
@@ -131,7 +135,7 @@ class LiveConversation:
                 self.speaker.interrupt()
                 self._open.clear()
                 self._interrupts += 1
-                for queue in self._media:  # what the tracks hold is not to be heard either
+                for queue in self._played:  # what the tracks hold is not to be heard either
                     queue.clear()
                 self._news.set()
                 self._interrupted.set()

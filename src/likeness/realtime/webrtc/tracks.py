@@ -23,7 +23,7 @@ class ReplicaVideoTrack(MediaStreamTrack):
     def __init__(self, conversation: LiveConversation) -> None:
         super().__init__()
         self._conversation = conversation
-        self._ticks: Latest[Tick] = conversation.media(VIDEO_QUEUE)
+        self._ticks: Latest[Tick] = conversation.media(VIDEO_QUEUE, played=True)
 
     async def recv(self) -> av.VideoFrame:
         tick = await self._ticks.get()
@@ -43,7 +43,7 @@ class ReplicaAudioTrack(MediaStreamTrack):
     def __init__(self, conversation: LiveConversation) -> None:
         super().__init__()
         self._conversation = conversation
-        self._ticks: Latest[Tick] = conversation.media(AUDIO_QUEUE)
+        self._ticks: Latest[Tick] = conversation.media(AUDIO_QUEUE, played=True)
         self._pcm = np.zeros(0, np.int16)  # clock audio not sent yet, from sample ``_pts``
         self._pts = 0
 
