@@ -123,3 +123,23 @@ def test_an_upload_missing_from_disk_is_404(client: TestClient, runtime: Runtime
     upload_id = created.json()["upload_id"]
     runtime.storage.delete_tree(f"uploads/{upload_id}")
     _assert_tavus_404(client.get(f"/v2/uploads/{upload_id}"), "Invalid upload_id")
+
+
+def test_an_upload_is_served_with_the_type_its_bytes_show(client: TestClient) -> None:
+    """Never the Content-Type the uploader claimed: HTML comes back as an inert download."""
+    page = b"<html><script>alert(document.cookie)</script></html>"
+    cases = [
+        (page, "text/html", "application/octet-stream"),
+        ((FIXTURES / "short_talk.mp4").read_bytes(), "text/html", "video/mp4"),
+        ((FIXTURES / "librivox_0870.wav").read_bytes(), "text/html", "audio/wav"),
+        ((FIXTURES / "withcover.mp3").read_bytes(), "image/svg+xml", "audio/mpeg"),
+    ]
+    for body, claimed, served in cases:
+        upload_id = client.post("/v2/uploads", files={"file": ("x.html", body, claimed)}).json()[
+            "upload_id"
+        ]
+        response = client.get(f"/v2/uploads/{upload_id}")
+        assert response.status_code == 200 and response.content == body
+        assert response.headers["content-type"] == served
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["content-disposition"].startswith("attachment;")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response, UploadFile
 from fastapi.responses import FileResponse
 
 from likeness.api.deps import RuntimeDep, SessionDep
-from likeness.api.files import file_response
+from likeness.api.files import user_file_response
 from likeness.kit.clock import iso_ms
 from likeness.kit.db import transaction
 from likeness.upload import service
@@ -40,11 +40,8 @@ def create(file: UploadFile, rt: RuntimeDep) -> dict[str, Any]:
 @router.get("/{upload_id}", response_class=FileResponse, summary="Download an upload")
 def download(upload_id: str, rt: RuntimeDep, session: SessionDep) -> FileResponse:
     upload = service.get(session, upload_id)
-    return file_response(
-        rt.storage.path(upload.storage_key),
-        upload.content_type or "application/octet-stream",
-        filename=upload.filename,
-        missing="Invalid upload_id",
+    return user_file_response(
+        rt.storage.path(upload.storage_key), upload.filename, "Invalid upload_id"
     )
 
 
