@@ -20,6 +20,7 @@ from likeness.kit.body_guard import BodyGuard
 from likeness.persona.endpoints import build_router as build_persona_router
 from likeness.replica.endpoints import build_media_router, build_router
 from likeness.runtime import Runtime, build_runtime
+from likeness.supervisor import die_with_spawning_parent
 from likeness.upload.endpoints import router as uploads_router
 from likeness.video import endpoints as videos
 from likeness.web import docs, pages
@@ -67,7 +68,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
 def serving_app() -> FastAPI:
     """The app of one of `likeness serve`'s API processes (uvicorn imports it by name): the
     settings come from the environment the parent set, which has already migrated the
-    database and made the secrets, so the processes do neither again at once."""
+    database and made the secrets, so the processes do neither again at once. First of all it
+    ties its life to serve's: uvicorn's children outlive a SIGKILLed parent otherwise."""
+    die_with_spawning_parent()
     return create_app(runtime=build_runtime(Settings(), migrate=False))
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import multiprocessing
+import os
 import signal
 import subprocess
 import sys
@@ -16,9 +18,18 @@ log = logging.getLogger(__name__)
 RESTART_DELAYS_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-def _die_with_parent() -> None:  # Linux: the worker gets SIGTERM if `serve` itself dies
+def die_with_parent() -> None:  # Linux: a child gets SIGTERM if `serve` itself dies
     with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def die_with_spawning_parent() -> None:
+    """In a multiprocessing child (one of serve's API processes): SIGTERM when `serve` dies,
+    and exit now if it already has (between the spawn and the prctl nothing would tell us)."""
+    die_with_parent()
+    parent = multiprocessing.parent_process()
+    if parent is not None and os.getppid() != parent.pid:
+        raise SystemExit(f"likeness serve (pid {parent.pid}) is gone")
 
 
 class EmbeddedWorker:
@@ -54,7 +65,7 @@ class EmbeddedWorker:
             process.wait()
 
     def _spawn(self) -> None:
-        process = subprocess.Popen(self._command, preexec_fn=_die_with_parent)
+        process = subprocess.Popen(self._command, preexec_fn=die_with_parent)
         with self._lock:
             self._process = process
 

@@ -136,6 +136,22 @@ def test_serve_runs_an_api_process_per_worker_and_logs_requests_only_if_verbose(
     assert ('"GET /v2/replicas HTTP/1.1" 200' in log) == verbose, log
 
 
+def test_serve_api_processes_die_with_a_killed_serve(tmp_path: Path) -> None:
+    """SIGKILL gives serve no chance to stop uvicorn's API processes: each asked the kernel
+    to end it with its parent, so none keeps the port (and the database) after it."""
+    args = ["--no-embedded-worker", "--no-embedded-media-worker"]
+    with _serve(tmp_path, *args, LIKENESS_API_WORKERS="2") as (_base, _env, pid):
+        spawned = [
+            c for c in _children(pid) if b"spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes()
+        ]
+        assert len(spawned) == 2, _children(pid)
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while not all(_gone(c) for c in spawned):
+            assert time.monotonic() < deadline, [c for c in spawned if not _gone(c)]
+            time.sleep(0.2)
+
+
 def _render(env: dict[str, str], replica_id: str, flag: str, value: str, output: Path) -> None:
     """`likeness render` as a user runs it."""
     command = [
