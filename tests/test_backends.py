@@ -171,3 +171,12 @@ def test_postgres_holds_conversations_and_personas(pg_runtime: Runtime) -> None:
         body = client.get(f"/v2/conversations/{lost}", params={"verbose": True}).json()
         assert body["status"] == "ended"
         assert body["shutdown_reason"] == "internal error occurred at step media worker"
+
+
+def test_postgres_capacity_holds_under_concurrent_creates(
+    pg_runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .test_conversations import race_creates
+
+    with TestClient(create_app(runtime=pg_runtime), headers={"x-api-key": API_KEY}) as client:
+        race_creates(client, pg_runtime, monkeypatch)

@@ -4,7 +4,10 @@ whose media worker died."""
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from queue import Empty
 from typing import Any
@@ -13,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from likeness.config import Settings
-from likeness.conversation import service
+from likeness.conversation import repository, service
 from likeness.jobs.context import JobContext
 from likeness.kit import ids
 from likeness.kit.clock import utcnow
@@ -300,6 +303,43 @@ def test_past_capacity_answers_tavus_message(client: TestClient, runtime: Runtim
     assert full.json() == {"message": "User has reached maximum concurrent conversations"}
     client.post(f"/v2/conversations/{first['conversation_id']}/end")
     assert client.post("/v2/conversations", json={"replica_id": ready}).status_code == 200
+
+
+def race_creates(client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Six creates at once against a capacity of two: exactly two get a conversation. Each
+    waits (up to 2 s) after counting until all six have counted: without a lock all six count
+    zero and insert; with it the first waits alone, then the rest count one by one."""
+    runtime.settings = runtime.settings.model_copy(update={"max_conversations": 2})
+    ready = make_replica(runtime)
+    creates = 6
+    counted = threading.Barrier(creates, timeout=2)
+    count = repository.active_count
+
+    def count_then_wait(session: Any) -> int:
+        found = count(session)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            counted.wait()
+        return found
+
+    monkeypatch.setattr(repository, "active_count", count_then_wait)
+    with ThreadPoolExecutor(creates) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post("/v2/conversations", json={"replica_id": ready}),
+                range(creates),
+            )
+        )
+    assert sorted(a.status_code for a in answers) == [200] * 2 + [400] * (creates - 2)
+    full = {"message": "User has reached maximum concurrent conversations"}
+    assert all(a.json() == full for a in answers if a.status_code == 400)
+    listed = client.get("/v2/conversations", params={"status": "active"}).json()
+    assert listed["total_count"] == 2
+
+
+def test_capacity_holds_under_concurrent_creates(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    race_creates(client, runtime, monkeypatch)
 
 
 def test_persona_default_replica_and_the_stock_pal(client: TestClient, runtime: Runtime) -> None:

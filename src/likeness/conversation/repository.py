@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -49,6 +49,21 @@ def unserved(session: Session) -> list[Conversation]:
         )
     )
     return list(rows)
+
+
+_CAPACITY_LOCK = 0x6C6B6E73  # PostgreSQL's advisory lock key for the capacity check
+
+
+def lock_capacity(session: Session) -> None:
+    """Hold creates off until this transaction ends, so the count of active conversations and
+    the insert after it are one step (two creates at once would both pass the check
+    otherwise). PostgreSQL: a transaction-scoped advisory lock. SQLite: its one write lock,
+    taken now by an update of no row (pysqlite begins before it, and a write transaction's
+    first statement waits for the lock and then reads the newest data)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(_CAPACITY_LOCK)))
+    else:
+        session.execute(update(Conversation).where(false()).values(status=Conversation.status))
 
 
 def active_count(session: Session) -> int:

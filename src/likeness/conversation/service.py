@@ -116,8 +116,10 @@ def create(
         raise BadRequest("Invalid callback_url")
     uploads.refuse_private(session, settings, "callback_url", body.callback_url, own_ok=False)
     test_mode = bool(body.test_mode)
-    if not test_mode and repository.active_count(session) >= settings.max_conversations:
-        raise AtCapacity()
+    if not test_mode:
+        repository.lock_capacity(session)  # held to the commit: this create's row counts next
+        if repository.active_count(session) >= settings.max_conversations:
+            raise AtCapacity()
 
     token = secrets.token_urlsafe(24) if body.require_auth else None
     now = utcnow()
