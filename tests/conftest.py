@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import pytest
@@ -193,3 +194,33 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> Dns:
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     return stub
+
+
+def take_queued(runtime: Runtime) -> list[tuple[str, Any]]:
+    """Take every message waiting in the broker, as a worker would: (job name, its id)."""
+    taken = []
+    with runtime.queue.celery.connection_for_read() as connection:
+        queue = connection.SimpleQueue("celery")
+        while True:
+            try:
+                message = queue.get(block=False)
+            except Empty:
+                break
+            taken.append((message.headers["task"], message.payload[0][0]))
+            message.ack()
+        queue.close()
+    return taken
+
+
+def live_children(marker: bytes) -> list[int]:
+    """This process's live children whose command line holds ``marker`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and marker in cmdline:
+            found.append(int(stat.parent.name))
+    return found

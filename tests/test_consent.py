@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,7 +29,7 @@ from likeness.runtime import Runtime
 from likeness.training import consent, failures, pipeline
 from likeness.training.limits import Limits
 
-from .conftest import FIXTURES, local_job
+from .conftest import FIXTURES, live_children, local_job
 
 STATEMENT = (
     "I, Maria Gonzalez, am currently speaking and consent Tavus to create an AI clone of me by "
@@ -156,17 +155,8 @@ def test_a_tracking_that_stops_ends_the_recognition(tmp_path: Path) -> None:
 
 
 def _recognisers() -> list[int]:
-    """This process's live word-recognition children (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"--words" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
+    """This process's live word-recognition children."""
+    return live_children(b"--words")
 
 
 @pytest.mark.parametrize(

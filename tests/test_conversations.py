@@ -9,7 +9,6 @@ import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
-from queue import Empty
 from typing import Any
 
 import pytest
@@ -27,7 +26,7 @@ from likeness.webhooks import service as webhooks
 from likeness.webhooks.signing import verify
 from likeness.worker import sweep
 
-from .conftest import Receiver
+from .conftest import Receiver, take_queued
 
 ISO_US = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 CREATED_KEYS = {
@@ -89,26 +88,10 @@ def _row(runtime: Runtime, conversation_id: str) -> Conversation:
         return row
 
 
-def _taken(runtime: Runtime) -> list[tuple[str, Any]]:
-    """Every message waiting in the broker: (job name, its id argument)."""
-    taken = []
-    with runtime.queue.celery.connection_for_read() as connection:
-        queue = connection.SimpleQueue("celery")
-        while True:
-            try:
-                message = queue.get(block=False)
-            except Empty:
-                break
-            taken.append((message.headers["task"], message.payload[0][0]))
-            message.ack()
-        queue.close()
-    return taken
-
-
 def _deliver_all(runtime: Runtime) -> None:
     secret = runtime.settings.webhook_secret
     assert secret
-    for job, event_id in _taken(runtime):
+    for job, event_id in take_queued(runtime):
         if job == webhooks.JOB:
             outcome = webhooks.deliver(
                 runtime.sessions,
@@ -500,7 +483,7 @@ def test_webhooks_are_signed_tavus_envelopes(
     conversation_id = client.post(
         "/v2/conversations", json={"replica_id": ready, "callback_url": receiver.url}
     ).json()["conversation_id"]
-    _taken(runtime)
+    take_queued(runtime)
     with transaction(runtime.sessions) as session:
         sent = service.mark_joined(session, conversation_id)
         assert service.mark_joined(session, conversation_id) == []  # once
@@ -567,7 +550,7 @@ def test_end_endpoint_sends_the_shutdown_webhook(
     conversation_id = client.post(
         "/v2/conversations", json={"replica_id": ready, "callback_url": receiver.url}
     ).json()["conversation_id"]
-    _taken(runtime)
+    take_queued(runtime)
     client.post(f"/v2/conversations/{conversation_id}/end")
     _deliver_all(runtime)  # what /end enqueued after its commit
     (call,) = receiver.received()
@@ -653,7 +636,7 @@ def test_the_sweep_ends_a_conversation_whose_worker_died(
     unserved = client.post("/v2/conversations", json={"replica_id": ready}).json()[
         "conversation_id"
     ]
-    _taken(runtime)
+    take_queued(runtime)
     lease_s = runtime.settings.conversation_lease_s
     claim = service.claim(runtime.sessions, conversation_id, lease_s)
     assert claim is not None  # ... and its worker dies: nobody renews the lease

@@ -3,7 +3,6 @@ the frames it renders."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import av
@@ -23,7 +22,7 @@ from likeness.rendering.offline import render_mp4
 from likeness.rendering.source import frames_for
 from likeness.training import pipeline
 
-from .conftest import FIXTURES, local_job
+from .conftest import FIXTURES, live_children, local_job
 
 SR = 16000
 
@@ -205,14 +204,5 @@ def test_a_render_stopped_early_ends_its_recognition() -> None:
 
 
 def _recognisers() -> list[int]:
-    """This process's live phone-recognition children (Linux /proc)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            cmdline = (stat.parent / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"sphinx_stream" in cmdline:
-            found.append(int(stat.parent.name))
-    return found
+    """This process's live phone-recognition children."""
+    return live_children(b"sphinx_stream")

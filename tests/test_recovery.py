@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
-from queue import Empty
 from typing import Any
 
 import pytest
@@ -32,7 +31,7 @@ from likeness.webhooks import service as webhooks
 from likeness.webhooks import tasks as webhook_tasks
 from likeness.worker import sweep
 
-from .conftest import FIXTURES, Receiver
+from .conftest import FIXTURES, Receiver, take_queued
 
 
 def _ctx(runtime: Runtime) -> JobContext:
@@ -46,24 +45,8 @@ def _new(runtime: Runtime, url: str = "http://127.0.0.1:9/gone.mp4") -> str:
     with transaction(runtime.sessions) as session:
         replica_id = service.create(session, runtime.settings, body, "replica").id
     _ctx(runtime).send((service.TRAIN_JOB, replica_id))
-    assert _queued(runtime) == [(service.TRAIN_JOB, replica_id)]
+    assert take_queued(runtime) == [(service.TRAIN_JOB, replica_id)]
     return replica_id
-
-
-def _queued(runtime: Runtime) -> list[tuple[str, Any]]:
-    """Take every message waiting in the broker: (job name, its id argument)."""
-    taken = []
-    with runtime.queue.celery.connection_for_read() as connection:
-        queue = connection.SimpleQueue("celery")
-        while True:
-            try:
-                message = queue.get(block=False)
-            except Empty:
-                break
-            taken.append((message.headers["task"], message.payload[0][0]))
-            message.ack()
-        queue.close()
-    return taken
 
 
 def _taken(runtime: Runtime) -> list[tuple[str, Any]]:
@@ -71,7 +54,7 @@ def _taken(runtime: Runtime) -> list[tuple[str, Any]]:
     with runtime.sessions() as session:
         owed = outbox.owed(session)
     _ctx(runtime).send(*owed)
-    return _queued(runtime)
+    return take_queued(runtime)
 
 
 def _later(seconds: float) -> Any:
@@ -145,7 +128,7 @@ def test_a_worker_that_died_three_times_says_so(runtime: Runtime) -> None:
     assert sweep(ctx, _later(0)) == []  # within the grace: maybe only late
     assert sweep(ctx, _later(ctx.lease_s)) == [("replica.train", replica_id)]
     assert sweep(ctx, _later(ctx.lease_s)) == []  # re-sent once, not again
-    assert _queued(runtime) == [("replica.train", replica_id)]
+    assert take_queued(runtime) == [("replica.train", replica_id)]
     tasks.train(ctx, replica_id)  # the re-sent job: one attempt too many
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
@@ -185,13 +168,13 @@ def test_queued_jobs_are_never_resent(runtime: Runtime) -> None:
     ]
     ctx.send(*sent)  # as the API and the jobs do after commit
     assert sweep(ctx, _later(86_400)) == []
-    assert sorted(_queued(runtime)) == sorted(sent)  # each message once
+    assert sorted(take_queued(runtime)) == sorted(sent)  # each message once
     with transaction(runtime.sessions) as session:  # taken by workers that run them (long)
         assert lease.acquire(session, tasks.TRAINING, replica_id, 3 * 86_400)
         assert lease.acquire(session, webhooks.DELIVERY, event_id, 3 * 86_400)
     video_tasks.render(ctx, video_id)  # its message taken: it parks, its replica training
     assert sweep(ctx, _later(86_400)) == []
-    assert _queued(runtime) == []
+    assert take_queued(runtime) == []
 
 
 def test_a_long_queue_is_not_resent(runtime: Runtime) -> None:
@@ -206,7 +189,7 @@ def test_a_long_queue_is_not_resent(runtime: Runtime) -> None:
     ctx.send(*sent)
     assert sweep(ctx, _later(86_400)) == []
     assert sweep(ctx, _later(2 * 86_400)) == []
-    assert sorted(_queued(runtime)) == sorted(sent)  # each message once
+    assert sorted(take_queued(runtime)) == sorted(sent)  # each message once
 
 
 # A consumer that takes one message from the real broker and is killed before it runs it.
@@ -240,7 +223,7 @@ def test_a_job_whose_message_died_with_its_taker_is_sent_once(runtime: Runtime) 
     assert sweep(ctx, _later(ctx.lease_s + 1)) == [("replica.train", replica_id)]
     assert sweep(ctx, _later(ctx.lease_s + 1)) == []  # its new message waits: not again
     assert sweep(ctx, _later(86_400)) == []
-    assert _queued(runtime) == [("replica.train", replica_id)]
+    assert take_queued(runtime) == [("replica.train", replica_id)]
     tasks.train(ctx, replica_id)  # the dead URL: a final state
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
@@ -272,14 +255,14 @@ def test_a_job_whose_send_never_happened_is_sent_once(
     assert response.status_code == 200, response.text
     replica_id = response.json()["replica_id"]
     monkeypatch.undo()
-    assert _queued(runtime) == []  # nothing reached the broker
+    assert take_queued(runtime) == []  # nothing reached the broker
     ctx = _ctx(runtime)
     assert sweep(ctx, _later(0)) == []  # within the grace: its sender may be sending now
     assert sweep(ctx, _later(ctx.lease_s)) == [("replica.train", replica_id)]
     assert sweep(ctx, _later(ctx.lease_s)) == []  # sent once, not again
     with runtime.sessions() as session:
         assert outbox.owed(session) == []
-    assert _queued(runtime) == [("replica.train", replica_id)]
+    assert take_queued(runtime) == [("replica.train", replica_id)]
     tasks.train(ctx, replica_id)  # the dead URL: a final state
     with runtime.sessions() as session:
         row = session.get(Replica, replica_id)
@@ -301,7 +284,7 @@ def test_the_broker_forgets_delivered_messages(runtime: Runtime) -> None:
     assert runtime.queue.drop_consumed() == 2
     with sqlite3.connect(broker) as db:
         assert db.execute("SELECT count(*) FROM kombu_message").fetchone() == (1,)
-    assert _queued(runtime) == [("replica.train", "r2")]  # the pending one is still delivered
+    assert take_queued(runtime) == [("replica.train", "r2")]  # the pending one is still delivered
 
 
 def test_a_callback_whose_retry_died_with_its_worker_is_delivered(
@@ -316,11 +299,11 @@ def test_a_callback_whose_retry_died_with_its_worker_is_delivered(
     webhook_tasks.deliver_job(ctx, event_id)  # HTTP 500: a retry is scheduled
     webhook_tasks.deliver_job(ctx, event_id)  # a copy before it is due does nothing
     assert len(receiver.received()) == 1
-    assert _queued(runtime) == [("webhook.deliver", event_id)]  # taken by the worker, then lost
+    assert take_queued(runtime) == [("webhook.deliver", event_id)]  # taken by the worker, then lost
     assert sweep(ctx, _later(0)) == []  # not due yet: nothing is lost
     assert sweep(ctx, _later(30 + ctx.lease_s)) == [("webhook.deliver", event_id)]
     assert sweep(ctx, _later(30 + ctx.lease_s)) == []
-    for job, row_id in _queued(runtime):
+    for job, row_id in take_queued(runtime):
         assert job == "webhook.deliver"
         webhook_tasks.deliver_job(ctx, row_id)
     with runtime.sessions() as session:
@@ -345,7 +328,7 @@ def test_a_render_whose_retry_was_lost_reaches_a_final_state(runtime: Runtime) -
                 assert lease.acquire(session, webhooks.DELIVERY, event_id, 86_400)
     ctx = _ctx(runtime)
     video_tasks.render(ctx, video_id)  # the bundle cannot load: retried in 5 s
-    assert _queued(runtime) == [("video.render", video_id)]  # its worker dies holding it
+    assert take_queued(runtime) == [("video.render", video_id)]  # its worker dies holding it
     with runtime.sessions() as session:
         video = session.get(Video, video_id)
         assert video is not None and video.status == "generating"
