@@ -55,6 +55,9 @@ def test_json_errors_say_what_is_wrong(client: TestClient) -> None:
     assert _error(listed) == "The request body must be a JSON object ({...})"
     empty = client.post("/v2/replicas", content=b"", headers=JSON)
     assert _error(empty) == "The request body is empty: send a JSON object"
+    latin1 = client.post("/v2/replicas", content=b'{"replica_name": "caf\xe9"}', headers=JSON)
+    assert latin1.status_code == 400
+    assert "not valid JSON" in _error(latin1) and "UTF-8" in _error(latin1), _error(latin1)
     typed = client.post("/v2/replicas", json={"train_video_url": 5})
     assert _error(typed) == "train_video_url: Input should be a valid string"
 

@@ -85,8 +85,10 @@ def _json_problem(body: bytes) -> str | None:
     is not JSON at all: the app then says what is wrong with it)."""
     try:
         value = json.loads(body) if body else None
-    except json.JSONDecodeError:
+    except json.JSONDecodeError:  # the app says what is wrong with it
         return None
+    except UnicodeDecodeError as exc:  # a ValueError too: not the number limit below
+        return f"The request body is not valid JSON: it is not UTF-8 text (byte {exc.start})"
     except ValueError:  # past int's 4,300-digit conversion limit
         return "The request body holds a number too long to read"
     except RecursionError:
