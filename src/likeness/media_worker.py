@@ -34,7 +34,7 @@ from likeness.engines.registry import get_engine
 from likeness.jobs import lease
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
-from likeness.models.replica import Replica, work_key
+from likeness.models.replica import work_key
 from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.providers.voice_process import VoiceProcess
 from likeness.realtime.call import Call, Full
@@ -42,6 +42,7 @@ from likeness.realtime.recorder import Recorder
 from likeness.realtime.session import LiveConversation, Look
 from likeness.realtime.webrtc.peer import BadOffer, Ice
 from likeness.runtime import Runtime
+from likeness.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class MediaWorker:
             row = repository.get_live(session, conversation_id)
             if row is None or row.status != "active" or row.test_mode or row.replica_id is None:
                 raise NotHere(404, "no active conversation with a replica has this id")
-            replica = session.get(Replica, row.replica_id)
+            replica = repository.live_replica(session, row.replica_id)
             if replica is None or replica.status != "completed":
                 raise NotHere(404, "the conversation's replica is not ready")
             props = service.properties(row)
@@ -245,13 +246,7 @@ class MediaWorker:
             return service.end_unjoined(session, utcnow())
 
     def _send(self, webhook_ids: list[str]) -> None:
-        from likeness.webhooks.service import JOB as WEBHOOK_JOB
-
-        for event_id in webhook_ids:
-            try:
-                self.runtime.queue.enqueue(WEBHOOK_JOB, event_id)
-            except Exception:  # recorded (pending) and visible in the delivery log
-                log.exception("could not enqueue webhook %s", event_id)
+        webhooks.send(self.runtime.sessions, self.runtime.queue, webhook_ids)
 
 
 def build_media_app(worker: MediaWorker, token: str) -> FastAPI:

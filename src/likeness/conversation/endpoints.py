@@ -13,12 +13,11 @@ from likeness.api.deps import RuntimeDep, SessionDep
 from likeness.api.files import file_response
 from likeness.conversation import repository, service
 from likeness.conversation.schemas import CreateConversation
-from likeness.jobs import outbox
 from likeness.kit.clock import iso_us
 from likeness.kit.db import MAX_PAGE, transaction
 from likeness.runtime import Runtime
 from likeness.web import pages
-from likeness.webhooks.service import JOB as WEBHOOK_JOB
+from likeness.webhooks import service as webhooks
 
 log = logging.getLogger(__name__)
 api = APIRouter(prefix="/v2/conversations", tags=["conversations"])
@@ -124,8 +123,4 @@ def conversation_page(
 
 
 def _send(rt: Runtime, webhook_ids: list[str]) -> None:
-    for event_id in webhook_ids:
-        try:
-            outbox.send(rt.sessions, rt.queue, (WEBHOOK_JOB, event_id))
-        except Exception:  # owed (webhooks.record): the sweep sends it
-            log.exception("could not enqueue webhook %s", event_id)
+    webhooks.send(rt.sessions, rt.queue, webhook_ids)

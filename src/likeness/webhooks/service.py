@@ -3,6 +3,7 @@ every attempt. A dead callback URL never affects the replica or video it reports
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -11,6 +12,7 @@ import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
 from likeness.jobs import lease, outbox
+from likeness.jobs.queue import JobQueue
 from likeness.kit import ids
 from likeness.kit.clock import utcnow, utcnow_aware
 from likeness.kit.db import transaction
@@ -18,6 +20,7 @@ from likeness.kit.safe_url import CheckedTransport, Unresolvable, UnsafeUrl, che
 from likeness.models import WebhookAttempt, WebhookEvent
 from likeness.webhooks.signing import body_of, signed_headers
 
+log = logging.getLogger(__name__)
 JOB = "webhook.deliver"
 DELIVERY = lease.Kind(JOB, WebhookEvent, lambda: WebhookEvent.status == "pending")
 
@@ -30,6 +33,15 @@ def record(session: Session, url: str, payload: dict[str, Any], subject_id: str)
     session.add(event)
     outbox.add(session, (JOB, event.id))
     return event.id
+
+
+def send(sessions: sessionmaker[Session], queue: JobQueue, event_ids: list[str]) -> None:
+    """After the commit that recorded them: send the callbacks and strike their debts. If the
+    broker refuses, they stay owed (``record``) and the sweep sends them."""
+    try:
+        outbox.send(sessions, queue, *[(JOB, event_id) for event_id in event_ids])
+    except Exception:
+        log.exception("could not enqueue webhooks %s", event_ids)
 
 
 @dataclass(frozen=True)
