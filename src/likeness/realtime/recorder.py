@@ -192,9 +192,10 @@ class _Mixer:
         self._buffer = np.zeros(0, np.float32)
 
     def add(self, mic: _Mic) -> None:
-        resampler = self._resamplers.setdefault(
-            mic.source, av.AudioResampler(format="flt", layout="mono", rate=OUTPUT_RATE_HZ)
-        )
+        resampler = self._resamplers.get(mic.source)
+        if resampler is None:  # one per participant track, made once (it keeps state)
+            resampler = av.AudioResampler(format="flt", layout="mono", rate=OUTPUT_RATE_HZ)
+            self._resamplers[mic.source] = resampler
         pieces = [p.to_ndarray().reshape(-1) for p in resampler.resample(mic.frame)]
         if not pieces:
             return

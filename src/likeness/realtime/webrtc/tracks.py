@@ -9,6 +9,7 @@ import av
 import numpy as np
 from aiortc import MediaStreamTrack
 
+from likeness.media.audio import to_int16
 from likeness.realtime.frames import OUTPUT_RATE_HZ, Tick
 from likeness.realtime.session import Latest, LiveConversation
 
@@ -54,7 +55,7 @@ class ReplicaAudioTrack(MediaStreamTrack):
         that holds a few frames would hold twice the time."""
         while len(self._pcm) < PACKET_SAMPLES:
             audio = (await self._ticks.get()).audio
-            pcm = (np.clip(audio.samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+            pcm = to_int16(audio.samples)
             if audio.pts != self._pts + len(self._pcm):  # ticks were dropped: start afresh
                 self._pcm, self._pts = pcm, audio.pts
             else:
