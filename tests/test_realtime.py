@@ -422,6 +422,26 @@ def test_a_burst_of_echoes_is_bounded_and_answered(
     assert started == ["b0", "last"]  # the queued rest was dropped by the interrupt
 
 
+def test_empty_echoes_are_answered_and_do_not_hold_the_queue(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    """An echo whose audio is empty is over at once: more of them than the queue holds must
+    not keep a later echo out."""
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+
+    async def script(call: Call) -> None:
+        for i in range(MAX_UTTERANCES + 2):
+            conversation.handle(envelope("conversation.echo", audio="", sample_rate=16000,
+                                         inference_id=f"e{i}", done=True))  # fmt: skip
+            await call.until(lambda i=i: call.has("conversation.error", inference_id=f"e{i}"), 10)
+        conversation.handle(envelope("conversation.echo", text="Still here.", inference_id="t"))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking",
+                                          inference_id="t"))  # fmt: skip
+
+    call = run_call(conversation, script)
+    assert call.has("conversation.utterance", speech="Still here.")
+
+
 def test_the_greeting_is_spoken_when_the_first_participant_joins(
     model: MouthbankModel, voice: VoiceProcess
 ) -> None:

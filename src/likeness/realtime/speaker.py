@@ -238,6 +238,15 @@ class Speaker:
         utt = self._queue[0] if self._queue else None
         if utt is not None:
             self._render_ahead(utt)
+            if utt.ended and not utt.frames:  # over with nothing (more) to show: answer it
+                self._queue.popleft()
+                if utt.started:
+                    events.append(
+                        Stopped(utt.inference_id, utt.emitted / self.fps, False, utt.text)
+                    )
+                else:
+                    events.append(Refused(utt.inference_id, "the echo had no audio to say"))
+                utt = None
         frame, audio, speaking = None, None, False
         if utt is not None and utt.frames:
             k = utt.emitted
@@ -389,8 +398,6 @@ class Speaker:
             self.session.end_audio()
             utt.ended = True
         utt.frames.extend(self.session.pull())
-        if utt.ended and not utt.frames:  # nothing at all to say (an empty last chunk)
-            self._queue.popleft()
 
     def _take(self, utt: _Utterance, start: int, stop: int) -> np.ndarray:
         """Output samples [start, stop) of the utterance, zero past its end; trims the rest."""
