@@ -310,20 +310,6 @@ def mark_joined(session: Session, conversation_id: str) -> list[str]:
     return _announce(session, conversation, "system.replica_joined", "system", {})
 
 
-def append_event(
-    session: Session,
-    conversation_id: str,
-    event_type: str,
-    message_type: str,
-    properties: dict[str, Any],
-) -> list[str]:
-    """Any other webhook-shaped event (e.g. ``application.perception_analysis``)."""
-    conversation = _live(session, conversation_id)
-    if conversation is None:
-        return []
-    return _announce(session, conversation, event_type, message_type, properties)
-
-
 def append_transcript(
     session: Session, conversation_id: str, entries: list[dict[str, str]]
 ) -> None:

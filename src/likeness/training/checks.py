@@ -93,10 +93,6 @@ def run(m: Measures, t: Thresholds = Thresholds()) -> list[CheckResult]:
     return sorted(results, key=lambda r: ORDER.index(r.check))
 
 
-def first_failure(results: list[CheckResult]) -> CheckResult | None:
-    return next((r for r in results if not r.passed), None)
-
-
 def as_dicts(results: list[CheckResult]) -> list[dict[str, object]]:
     return [asdict(r) for r in results]
 
