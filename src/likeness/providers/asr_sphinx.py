@@ -101,6 +101,13 @@ def word_decoder() -> Any:
     return Decoder(loglevel="FATAL")
 
 
+def in_dictionary(text: str, decoder: Any = None) -> bool:
+    """Can ``text`` be aligned at all: it has words, and the dictionary knows every one."""
+    decoder = decoder or word_decoder()
+    words = re.findall(r"[a-z']+", text.lower())
+    return bool(words) and all(decoder.lookup_word(w) is not None for w in words)
+
+
 def align_words(
     samples: np.ndarray, text: str, decoder: Any = None
 ) -> tuple[list[Word], list[Phone]]:
@@ -108,9 +115,9 @@ def align_words(
     ([], []) when it cannot be aligned. ``decoder``: one from word_decoder() to reuse (a
     sentence then aligns in 0.05-0.1 s instead of 1-3 s)."""
     decoder = decoder or word_decoder()
-    words = re.findall(r"[a-z']+", text.lower())
-    if not words or any(decoder.lookup_word(w) is None for w in words):
+    if not in_dictionary(text, decoder):
         return [], []
+    words = re.findall(r"[a-z']+", text.lower())
     pcm = to_int16(samples).tobytes()
     try:
         decoder.set_align_text(" ".join(words))

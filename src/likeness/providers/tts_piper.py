@@ -83,7 +83,7 @@ class PiperTts:
             made_s += len(said[0]) / said[1]
             if max_duration_s is not None and made_s > max_duration_s:
                 raise TooLong(max_duration_s)
-            yield _timed(sentence, *said, self._decoder)
+            yield _spoken(sentence, self._decoder, said)
         if made_s == 0.0:
             raise Unspeakable(NOTHING_SAID)
 
@@ -106,7 +106,26 @@ def _say(sentence: str) -> tuple[np.ndarray, int] | None:
 
 def _chunk(sentence: str, decoder: Any = None) -> SpeechChunk | None:
     said = _say(sentence)
-    return None if said is None else _timed(sentence, *said, decoder)
+    return None if said is None else _spoken(sentence, decoder, said)
+
+
+# Piper's voice differs from one take to the next, and now and then PocketSphinx cannot align
+# a take to its words (the chunk then has no words, and its phones are only recognised): a
+# sentence whose words the dictionary knows is said again, up to this many takes in all.
+ALIGN_TAKES = 3
+
+
+def _spoken(sentence: str, decoder: Any, said: tuple[np.ndarray, int]) -> SpeechChunk:
+    """The sentence's first take that aligns (``said``: the first take, already made)."""
+    chunk = _timed(sentence, *said, decoder)
+    for _ in range(ALIGN_TAKES - 1):
+        if chunk.words or not asr_sphinx.in_dictionary(sentence, decoder):
+            break
+        again = _say(sentence)
+        if again is None:
+            break
+        chunk = _timed(sentence, *again, decoder)
+    return chunk
 
 
 def _timed(sentence: str, samples: np.ndarray, rate: int, decoder: Any = None) -> SpeechChunk:
