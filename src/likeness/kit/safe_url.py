@@ -16,9 +16,10 @@ Three checks, from cheapest to the one that guards:
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from urllib.parse import urlsplit
 
 import httpcore
@@ -76,6 +77,13 @@ def is_obviously_private(url: str) -> bool:
     return ip is not None and (not ip.is_global or ip.is_multicast)
 
 
+def allowlisted(url: str, hosts: Sequence[str]) -> bool:
+    """True when the operator's allowlist names ``url``'s host (compared as spelled, without
+    case): such a URL may reach a private address, e.g. an LLM server inside the network."""
+    host = (urlsplit(url).hostname or "").rstrip(".").lower()
+    return bool(host) and host in {h.strip().rstrip(".").lower() for h in hosts}
+
+
 def is_well_formed(url: str) -> bool:
     parts = urlsplit(url)
     return parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -125,6 +133,53 @@ class _CheckedBackend(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         self._sockets.sleep(seconds)
+
+
+class AsyncCheckedTransport(httpx.AsyncHTTPTransport):
+    """``CheckedTransport`` for asyncio: the name is resolved in a worker thread, then the
+    connection goes to one of the addresses checked as public."""
+
+    def __init__(self, *, allow_private: bool) -> None:
+        # As CheckedTransport: the pool, built with our network backend and nothing else.
+        self._pool = httpcore.AsyncConnectionPool(
+            network_backend=_AsyncCheckedBackend(allow_private)
+        )
+
+
+class _AsyncCheckedBackend(httpcore.AsyncNetworkBackend):
+    def __init__(self, allow_private: bool) -> None:
+        self._allow_private = allow_private
+        self._sockets = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if self._allow_private:
+            return await self._sockets.connect_tcp(
+                host, port, timeout, local_address, socket_options
+            )
+        try:
+            addresses = await asyncio.to_thread(resolve_public, host, port)
+        except Unresolvable as exc:
+            raise httpcore.ConnectError(str(exc)) from exc  # UnsafeUrl itself goes through
+        failure: httpcore.ConnectError | httpcore.ConnectTimeout | None = None
+        for address in addresses:
+            try:
+                return await self._sockets.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sockets.sleep(seconds)
 
 
 def _literal(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

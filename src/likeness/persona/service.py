@@ -14,7 +14,7 @@ from likeness.config import Settings
 from likeness.errors import BadRequest, NotFound
 from likeness.kit import ids
 from likeness.kit.clock import iso_us
-from likeness.kit.safe_url import is_well_formed
+from likeness.kit.safe_url import allowlisted, is_well_formed
 from likeness.models import Persona
 from likeness.models.persona import STOCK_PAL_ID
 from likeness.persona import repository
@@ -144,13 +144,47 @@ def _check_layers(session: Session, settings: Settings, layers: dict[str, Any]) 
     for name, layer in layers.items():
         if layer is not None and not isinstance(layer, dict):
             raise BadRequest(f"layers.{name} must be an object")
-    llm = layers.get("llm") or {}
+    _check_llm(session, settings, layers.get("llm") or {})
+
+
+def _check_llm(session: Session, settings: Settings, llm: dict[str, Any]) -> None:
+    """layers.llm: what the conversation's LLM layer (providers/llm_choice.py) will use, each
+    field the type it must be, and a base_url that is no private address unless the
+    operator's allowlist (LIKENESS_LLM_ALLOWED_HOSTS) names its host."""
+    for key in ("model", "api_key"):
+        if llm.get(key) is not None and not isinstance(llm[key], str):
+            raise BadRequest(f"Invalid layers.llm.{key}: a string is expected")
+    headers = llm.get("headers")
+    if headers is not None and not (
+        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
+    ):
+        raise BadRequest("Invalid layers.llm.headers: an object of strings is expected")
+    if llm.get("extra_body") is not None and not isinstance(llm["extra_body"], dict):
+        raise BadRequest("Invalid layers.llm.extra_body: an object is expected")
+    tools = llm.get("tools")
+    if tools is not None and not (isinstance(tools, list) and all(map(_is_tool, tools))):
+        raise BadRequest(
+            "Invalid layers.llm.tools: a list of OpenAI tools is expected, each "
+            '{"type": "function", "function": {"name": …, "parameters": {…}}}'
+        )
     base_url = llm.get("base_url")
     if base_url is None:
         return
     if not isinstance(base_url, str) or len(base_url) > 2048 or not is_well_formed(base_url):
         raise BadRequest("Invalid layers.llm.base_url: an http(s) URL is expected")
+    if allowlisted(base_url, settings.llm_allowed_hosts):
+        return
     uploads.refuse_private(session, settings, "layers.llm.base_url", base_url, own_ok=False)
+
+
+def _is_tool(tool: Any) -> bool:
+    function = tool.get("function") if isinstance(tool, dict) else None
+    return (
+        isinstance(function, dict)
+        and tool.get("type", "function") == "function"
+        and isinstance(function.get("name"), str)
+        and bool(function["name"])
+    )
 
 
 def _describe(exc: ValidationError) -> str:

@@ -18,10 +18,10 @@ provider resamples to what it needs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Literal, Protocol, TypeVar, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -152,11 +152,29 @@ class Message:
     content: str
 
 
+@dataclass(frozen=True)
+class ToolCall:
+    """A function the model asks the application to call (likeness never runs it: the app gets
+    a ``conversation.tool_call`` event). ``arguments``: JSON text, as the model wrote it."""
+
+    name: str
+    arguments: str
+    call_id: str | None = None
+
+
 @runtime_checkable
 class Llm(Protocol):
-    def reply(self, messages: Sequence[Message]) -> Stream[str]:
-        """The assistant's next turn, a piece (a token or a few) at a time as it is generated.
-        Closing the stream cancels the request: an interrupted turn stops costing."""
+    def reply(
+        self, messages: Sequence[Message], tools: Sequence[Mapping[str, Any]] = ()
+    ) -> Stream[str | ToolCall]:
+        """The assistant's next turn, a piece (a token or a few) at a time as it is generated,
+        and any tool calls (OpenAI ``tools`` objects offered in ``tools``) once each is whole.
+        Never raises: a model that fails says a fallback line instead. Closing the stream
+        cancels the request: an interrupted turn stops costing."""
+        ...
+
+    async def aclose(self) -> None:
+        """Releases what the model holds for this conversation (connections, a context)."""
         ...
 
 
