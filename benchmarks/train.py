@@ -34,13 +34,14 @@ def train_one(video: Path, work: Path) -> dict[str, float]:
     if work.exists():
         shutil.rmtree(work)
     stage_times: dict[str, float] = {}
-    last = time.perf_counter()
+    stage_cpu: dict[str, float] = {}
+    last, last_cpu = time.perf_counter(), time.process_time()
 
     def done(stage: str, _pct: int) -> None:
-        nonlocal last
-        now = time.perf_counter()
-        stage_times[stage] = now - last
-        last = now
+        nonlocal last, last_cpu
+        now, now_cpu = time.perf_counter(), time.process_time()
+        stage_times[stage], stage_cpu[stage] = now - last, now_cpu - last_cpu
+        last, last_cpu = now, now_cpu
 
     job = pipeline.Job(
         replica_id="rbench",
@@ -62,6 +63,7 @@ def train_one(video: Path, work: Path) -> dict[str, float]:
         "ratio": wall / duration,
         "bundle_mb": float(artifacts["bundle_bytes"]) / 1e6,  # type: ignore[arg-type]
         **{f"{k}_s": v for k, v in stage_times.items()},
+        **{f"{k}_cpu": v for k, v in stage_cpu.items()},
     }
 
 
@@ -127,7 +129,7 @@ def main() -> None:
     )
     for name, r in rows:
         stages = " ".join(
-            f"{k[:-2]}={v:.1f}"
+            f"{k[:-2]}={v:.1f}/{r.get(k[:-2] + '_cpu', 0.0):.1f}"
             for k, v in r.items()
             if k.endswith("_s") and k not in ("duration_s", "wall_s", "cpu_s")
         )

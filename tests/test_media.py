@@ -6,11 +6,15 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from likeness.face.landmarks import inter_ocular
 from likeness.media.audio import read_audio
 from likeness.media.probe import probe
 from likeness.media.video import frames_numbered, iter_frames, write_mp4
 from likeness.training import pipeline
+from likeness.training.limits import Limits
+from likeness.training.workspace import Workspace
 
 from .conftest import FIXTURES, local_job
 
@@ -50,9 +54,20 @@ def test_a_phone_video_trains(tmp_path: Path) -> None:
     frames = list(iter_frames(FIXTURES / "short_talk.mp4"))
     audio, rate = read_audio(FIXTURES / "short_talk.mp4")
     clip = _phone_clip(tmp_path, frames, audio, rate)
-    artifacts = pipeline.run(local_job(clip, tmp_path / "work"))
+    # Asked for a 200-line replica, the bundle is the upright picture at that size: the
+    # manifest, the base loop's frames and the canonical mouth crops' scale alike.
+    limits = Limits(min_duration_s=5.0, output_short_side_px=200)
+    artifacts = pipeline.run(local_job(clip, tmp_path / "work", limits=limits))
     manifest = artifacts["manifest"]
-    assert (manifest["width"], manifest["height"]) == (400, 300)  # type: ignore[index]
+    assert (manifest["width"], manifest["height"]) == (266, 200)  # type: ignore[index]
+    base = next(iter_frames(tmp_path / "work" / "bundle" / "base.mp4"))
+    assert base.shape == (200, 266, 3)
+    work = Workspace(tmp_path / "work")
+    assert "replica" in work.quality(), work.quality()  # rendered from the 200-line bundle
+    track = work.face_track()
+    iod = float(np.median(inter_ocular(track.landmarks[track.present])))
+    assert (track.width, track.height) == (400, 300)  # tracked in the video's own pixels
+    assert manifest["canonical_scale_px"] == pytest.approx(iod * 200 / 300, rel=0.05)  # type: ignore[index]
 
 
 def test_frames_by_number_match_decoding_from_the_start() -> None:

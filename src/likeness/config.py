@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     max_duration_s: float = 600.0
     min_fps: float = 20.0
     min_face_share: float = 0.5
+    # What one training may hold in memory: a video whose picture would need more is refused
+    # before decoding (a 4K video needs about 1.5 GB, an 8K one about 3.3 GB).
+    max_training_memory_bytes: int = 3 * 1024 * 1024 * 1024
 
     # Spoken consent (Tavus's statement) in the training or consent video: "required" or "off".
     # Replicas created with replica_type "non_human" skip it.

@@ -27,6 +27,9 @@ class TrainingInput:
     fps: float
     audio: np.ndarray  # (N,) float32 mono
     sample_rate_hz: int
+    # (W, H) the replica stores and renders at (media/probe.py ``output_size``); None: the
+    # video's own. The track stays in the video's own pixels.
+    output_size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,8 @@ class HeldIn:
 
     frames: int
     out_dir: Path
+    # (W, H) of the held-in bundle; None: the replica's own.
+    size: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)

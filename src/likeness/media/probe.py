@@ -25,6 +25,18 @@ class MediaInfo:
     container: str
 
 
+def output_size(width: int, height: int, short_side_px: int | None = None) -> tuple[int, int]:
+    """(W, H) of what a replica trained on a ``width`` x ``height`` video (as shown, upright)
+    stores and renders: the video's own size, or with ``short_side_px`` (the "1080" of 1080p:
+    a portrait 1080p is 1080x1920) scaled down to it, never up, the aspect kept and both sides
+    even (4:2:0 video needs them so). The one place training and rendering agree on it."""
+    short = min(width, height)
+    if short_side_px is None or short <= short_side_px:
+        return width, height
+    scale = short_side_px / short
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
 def probe(path: Path) -> MediaInfo:
     """Open the file and decode its first video frame to prove it is playable."""
     try:

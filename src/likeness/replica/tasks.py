@@ -50,6 +50,7 @@ def limits_from(settings: Settings) -> Limits:
         min_duration_s=settings.min_duration_s,
         min_fps=settings.min_fps,
         min_face_share=settings.min_face_share,
+        max_memory_bytes=settings.max_training_memory_bytes,
         checks=thresholds_from(settings),
         consent_policy=settings.consent_policy,
         consent_min_score=settings.consent_min_score,

@@ -32,6 +32,12 @@ MESSAGES: dict[str, str] = {
         "There was an error processing your training video file. Please check your video "
         "format and make sure it not damaged and could be played correctly."
     ),
+    # Ours (Tavus has none): a picture too large for the server's memory budget.
+    "video_resolution": (
+        "There was an issue processing your training video. Its resolution is too high to "
+        "train on this server. Please record at a lower resolution (1080p is best) and try "
+        "again."
+    ),
     "audio_processing": (
         "There was an error processing the audio in the provided training video file."
     ),
@@ -99,6 +105,7 @@ MESSAGES: dict[str, str] = {
 PUBLIC_TYPE: dict[str, str] = {
     "face_not_detected": "video_processing",
     "video_damaged": "video_processing",
+    "video_resolution": "video_processing",
 }
 
 INTERNAL_ERROR = MESSAGES["quality_issue_detected"]

@@ -40,6 +40,13 @@ class Limits:
     max_duration_s: float = 600.0
     min_fps: float = 20.0
     min_face_share: float = 0.5
+    # What one training may hold in memory at once: a video whose frames would need more
+    # (stages/probe.py ``memory_needed_bytes``) is refused at the probe, before any decoding,
+    # rather than have the worker killed for memory half-way.
+    max_memory_bytes: int = 3 * 1024**3
+    # The replica's frame size: the training video's own, or scaled down to this short side
+    # (1080 for 1080p); media/probe.py ``output_size``.
+    output_short_side_px: int | None = None
     checks: Thresholds = field(default_factory=Thresholds)
     # Spoken consent. The service's default is "required" (settings); a bare Limits() is what
     # tests and benchmarks build for clips that carry no statement, so it checks none.

@@ -72,21 +72,25 @@ def fit(
     held_in: HeldIn | None = None,
 ) -> dict[str, object]:
     progress = on_progress or (lambda _x: None)
-    frames = _frames(data)
+    size = data.output_size or (data.track.width, data.track.height)
+    frames = _frames(data, size)
     progress(0.1)
     bank = _bank(data, frames, progress)
     if held_in is not None:
         # The held-in bundle shares the canonical space and the decoded crops; its bank,
         # base loop and audio map come only from the frames (and audio) before the split.
-        _write_bundle(held_in.out_dir, data, frames, bank, held_in.frames)
+        _write_bundle(held_in.out_dir, data, frames, bank, held_in.frames, held_in.size or size)
     progress(0.9)
-    manifest = _write_bundle(out_dir, data, frames, bank, data.track.n_frames)
+    manifest = _write_bundle(out_dir, data, frames, bank, data.track.n_frames, size)
     progress(1.0)
     return manifest
 
 
-def _frames(data: TrainingInput) -> _Frames:
+def _frames(data: TrainingInput, output_size: tuple[int, int]) -> _Frames:
+    """``output_size``: (W, H) of the replica's frames; the mouth crops need no more detail
+    than a face of that size shows."""
     track = data.track
+    shrink = min(1.0, output_size[0] / track.width, output_size[1] / track.height)
     points = align.smooth_track(track.landmarks, track.present, sigma=1.0)
     valid = track.present.copy()
     valid[valid] &= np.abs(lm.yaw_proxy(points[valid])) < MAX_YAW
@@ -102,7 +106,8 @@ def _frames(data: TrainingInput) -> _Frames:
     )
     frame_to_unit = _compose(unit, to_ref)  # (V, 2, 3)
     unit_points = align.apply(frame_to_unit, points[index])  # (V, 478, 2)
-    scale = float(np.clip(np.median(lm.inter_ocular(points[index])), 40.0, MAX_CANONICAL_IOD_PX))
+    iod = float(np.median(lm.inter_ocular(points[index]))) * shrink
+    scale = float(np.clip(iod, 40.0, MAX_CANONICAL_IOD_PX))
     box = _crop_box(unit_points)
     to_px = np.array([[scale, 0, -box[0] * scale], [0, scale, -box[1] * scale]], np.float32)
     size = (int(np.ceil((box[2] - box[0]) * scale)), int(np.ceil((box[3] - box[1]) * scale)))
@@ -136,9 +141,15 @@ def _bank(data: TrainingInput, f: _Frames, progress: Callable[[float], None]) ->
 
 
 def _write_bundle(
-    out_dir: Path, data: TrainingInput, f: _Frames, bank: _Bank, end_frame: int
+    out_dir: Path,
+    data: TrainingInput,
+    f: _Frames,
+    bank: _Bank,
+    end_frame: int,
+    size: tuple[int, int],
 ) -> dict[str, object]:
-    """The bundle made from the frames before ``end_frame`` and the audio under them."""
+    """The bundle made from the frames before ``end_frame`` and the audio under them, its
+    base loop ``size`` = (W, H) (the video's frames scaled to it)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     track = data.track
     rows = int(np.searchsorted(f.index, end_frame))
@@ -164,8 +175,13 @@ def _write_bundle(
     occlusion_all = np.interp(np.arange(len(index)), bank_rows_all, (~clean).astype(np.float64))
     base_start = _calmest_window(index, opening, f.points, base_len, occlusion_all)
     base_frames = index[base_start : base_start + base_len]
-    base_to_frame = align.invert(f.frame_to_canon[base_start : base_start + base_len])
-    base = _frames_at(data.video_path, base_frames)
+    to_size = np.array(
+        [[size[0] / track.width, 0.0, 0.0], [0.0, size[1] / track.height, 0.0]], np.float32
+    )
+    base_to_frame = _compose(
+        to_size, align.invert(f.frame_to_canon[base_start : base_start + base_len])
+    )
+    base = _frames_at(data.video_path, base_frames, size)
     write_mp4(out_dir / "base.mp4", base, data.fps, crf=16, preset="veryfast")
 
     bank_rows = bank_rows_all[clean]
@@ -199,8 +215,8 @@ def _write_bundle(
         "engine": "mouthbank",
         "bundle_version": BUNDLE_VERSION,
         "fps": data.fps,
-        "width": track.width,
-        "height": track.height,
+        "width": size[0],
+        "height": size[1],
         "canonical_scale_px": f.scale,
         "crop_size": list(f.size),
         "frames_tracked": end_frame,
@@ -382,9 +398,12 @@ def _occlusion_threshold(scores: np.ndarray) -> float:
     return max(3.0 * clean, clean + 4.0, float(np.quantile(scores, 0.4)))
 
 
-def _frames_at(video: Path, wanted: np.ndarray) -> Iterator[np.ndarray]:
-    """The frames numbered ``wanted`` (ascending), decoding no further than the last."""
+def _frames_at(video: Path, wanted: np.ndarray, size: tuple[int, int]) -> Iterator[np.ndarray]:
+    """The frames numbered ``wanted`` (ascending) at ``size`` = (W, H), decoding no further
+    than the last."""
     for _, rgb in frames_numbered(video, (int(f) for f in wanted)):
+        if (rgb.shape[1], rgb.shape[0]) != size:
+            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
         yield rgb
 
 

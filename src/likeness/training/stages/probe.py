@@ -1,12 +1,26 @@
-"""Stage 2: is this a playable video with sound, and not too long? A file that is not ends
-the training here; a short clip and a low frame rate are judged with the other checks (stage
-5, validate), so that such a clip still hears about everything else."""
+"""Stage 2: is this a playable video with sound, not too long, and a picture whose frames
+fit in memory? A file that is not ends the training here; a short clip and a low frame rate
+are judged with the other checks (stage 5, validate), so that such a clip still hears about
+everything else."""
 
 from __future__ import annotations
 
 from likeness.errors import TrainingFailure
-from likeness.media.probe import Undecodable, probe
+from likeness.media.probe import MediaInfo, Undecodable, probe
 from likeness.training.stage import Context, Progress, Stage
+
+# What a training holds in memory, measured with benchmarks/train.py (peak RSS of the whole
+# process tree) on the phone clips: a part that does not grow with the picture (MediaPipe's
+# models, the per-frame arrays, the quality report's renders at 720p at most) and one that
+# does: the decoder's reference and threaded frames and the few frames in flight, counted
+# here as so many RGB frames. Neither grows with the length.
+FIXED_BYTES = 900 * 1024**2
+FRAMES_HELD = 24
+
+
+def memory_needed_bytes(info: MediaInfo) -> int:
+    """About the most memory training this video holds at once."""
+    return FIXED_BYTES + FRAMES_HELD * info.width * info.height * 3
 
 
 def run(ctx: Context, _progress: Progress) -> None:
@@ -27,6 +41,15 @@ def run(ctx: Context, _progress: Progress) -> None:
         raise TrainingFailure(
             "video_duration",
             f"{info.duration_s:.1f} s > {ctx.limits.max_duration_s:.0f} s (too long)",
+        )
+    # So does a picture too large for the memory budget: decoding it would get the worker
+    # killed (and every other job on the machine with it) rather than fail cleanly.
+    needed = memory_needed_bytes(info)
+    if needed > ctx.limits.max_memory_bytes:
+        raise TrainingFailure(
+            "video_resolution",
+            f"{info.width}x{info.height} frames need about {needed / 2**30:.1f} GB to train, "
+            f"over the {ctx.limits.max_memory_bytes / 2**30:.1f} GB allowed",
         )
     ctx.work.save_media_info(info)
 
