@@ -70,6 +70,7 @@ class _Endpoint(ThreadingHTTPServer):
     """A fake OpenAI-compatible server: the first path segment picks the answer."""
 
     requests: list[dict[str, Any]]
+    hung_up: threading.Event
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # a client that gave up on a hanging answer
@@ -100,10 +101,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(5)
         elif mode == "slow":  # a word every 0.1 s, for ever
-            for _ in range(50):
-                self.wfile.write(_sse(_delta(content="word ")))
-                self.wfile.flush()
-                time.sleep(0.1)
+            try:
+                for _ in range(50):
+                    self.wfile.write(_sse(_delta(content="word ")))
+                    self.wfile.flush()
+                    time.sleep(0.1)
+            except OSError:
+                self.server.hung_up.set()
         else:
             self.wfile.write(ANSWERS[mode])
 
@@ -122,6 +126,7 @@ class _Handler(BaseHTTPRequestHandler):
 def endpoint() -> Iterator[_Endpoint]:
     server = _Endpoint(("127.0.0.1", 0), _Handler)
     server.requests = []
+    server.hung_up = threading.Event()
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -224,6 +229,21 @@ def test_an_answer_cut_short_keeps_what_was_said_without_the_fallback(
     assert "not JSON" in caplog.text and "did not finish in time" in caplog.text
 
 
+def test_closing_an_answer_hangs_up_on_the_endpoint(endpoint: _Endpoint) -> None:
+    llm = _llm(endpoint, "slow")
+
+    async def main() -> str | ToolCall:
+        stream = llm.reply(QUESTION)
+        first = await anext(stream)
+        await stream.aclose()  # an interrupt
+        await llm.aclose()
+        return first
+
+    endpoint.hung_up.clear()
+    assert asyncio.run(main()) == "word "
+    assert endpoint.hung_up.wait(3)  # the request stopped, not just the reading
+
+
 def test_a_persona_endpoint_on_a_private_address_is_never_connected_to(
     endpoint: _Endpoint, dns: Dns, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -321,6 +341,29 @@ def test_smollm2_decodes_only_what_is_new_in_a_turn(smol: LocalLlm) -> None:
     assert whole < 20  # the system prompt was decoded by warm()
     _answer_keeping(smol, [*asked, Message("assistant", first), Message("user", "Thanks!")])
     assert 0 < smol.decoded < 20
+
+
+def test_smollm2_stops_when_its_answer_is_closed_and_two_conversations_answer_at_once(
+    smol: LocalLlm,
+) -> None:
+    other = LocalLlm(max_tokens=32, seed=8)
+    asked = [Message("user", "Tell me a long story about the sea.")]
+
+    async def main() -> tuple[list[str | ToolCall], list[str | ToolCall]]:
+        stream = smol.reply(asked)
+        first = [await anext(stream), await anext(stream)]
+        await stream.aclose()  # an interrupt: the worker stops at its next token
+        both = await asyncio.gather(_collect(smol, asked), _collect(other, asked))
+        return first, both[0] + both[1]
+
+    first, both = asyncio.run(main())
+    assert len(first) == 2 and all(isinstance(p, str) for p in both)
+    assert smol.decoded <= 2  # the same question again: its prompt was still decoded
+    assert FALLBACK not in both and len(both) > 4
+
+
+async def _collect(llm: Llm, messages: list[Message]) -> list[str | ToolCall]:
+    return [piece async for piece in llm.reply(messages)]
 
 
 def _answer_keeping(llm: LocalLlm, messages: list[Message]) -> list[str | ToolCall]:

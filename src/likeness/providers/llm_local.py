@@ -14,7 +14,7 @@ no tools: a 135M model does not call them reliably.
   is to spin while waiting for the slowest thread. On a machine whose cores are also busy with
   the speech recogniser, the voice and the face, a spinning thread steals the core its partner
   needs: measured, 2 threads then cost ~25 times the CPU time of 1. ``OMP_WAIT_POLICY=PASSIVE``
-  (set before cyllama's libgomp loads, unless the operator set it) removes that.
+  while cyllama's libgomp loads (unless the operator set it) removes that.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import importlib.util
 import logging
 import os
 import re
+import sys
 import threading
 from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -47,6 +48,7 @@ RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a seed"
 _SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s")
 
 _LOAD = threading.Lock()
+_LOAD_LIBRARY = threading.Lock()
 _COMPUTE = threading.Lock()
 _MODELS: dict[str, Any] = {}
 
@@ -67,11 +69,21 @@ def model_path() -> Path:
 
 
 def _llama() -> Any:
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when libgomp loads
-    try:
-        from cyllama.llama import llama_cpp
-    except ImportError as exc:
-        raise ModelMissing(MISSING) from exc
+    """cyllama's llama.cpp module, its OpenMP waiting passively (unless the operator chose):
+    libgomp reads the variable once, as it loads, so it is set only for that moment and other
+    OpenMP runtimes in the process (the ASR's) keep their own setting."""
+    if "cyllama.llama.llama_cpp" in sys.modules:
+        return sys.modules["cyllama.llama.llama_cpp"]
+    with _LOAD_LIBRARY:
+        before = os.environ.get("OMP_WAIT_POLICY")
+        os.environ["OMP_WAIT_POLICY"] = before or "PASSIVE"
+        try:
+            from cyllama.llama import llama_cpp
+        except ImportError as exc:
+            raise ModelMissing(MISSING) from exc
+        finally:
+            if before is None:
+                del os.environ["OMP_WAIT_POLICY"]
     return llama_cpp
 
 
