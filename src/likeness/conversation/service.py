@@ -32,6 +32,7 @@ from likeness.kit.db import transaction
 from likeness.kit.safe_url import is_well_formed
 from likeness.models import Conversation
 from likeness.models.persona import STOCK_PAL_ID
+from likeness.providers import llm_choice
 from likeness.upload import service as uploads
 from likeness.webhooks import repository as webhook_repository
 from likeness.webhooks import service as webhooks
@@ -97,6 +98,10 @@ def create(
         if persona is None:
             raise BadRequest(f"Invalid {persona_key}")
         layers, default_replica = persona.layers or {}, persona.default_replica_id
+        if persona.pipeline_mode == "full":
+            missing = llm_choice.unavailable(layers.get("llm"), settings)
+            if missing:
+                raise BadRequest(missing)
     transport = layers.get("transport") or {}
     if (
         props.livekit_ws_url

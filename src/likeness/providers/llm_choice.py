@@ -17,6 +17,7 @@ from typing import Any
 
 from likeness.config import Settings
 from likeness.kit.safe_url import allowlisted
+from likeness.providers import llm_local
 from likeness.providers.base import Llm
 from likeness.providers.llm_local import LocalLlm
 from likeness.providers.llm_openai import Endpoint, OpenAiLlm
@@ -59,6 +60,15 @@ def choose(layer: Mapping[str, Any] | None, settings: Settings) -> Llm:
         timeout_s=settings.llm_timeout_s,
         fallback_line=settings.llm_fallback_line,
     )
+
+
+def unavailable(layer: Mapping[str, Any] | None, settings: Settings) -> str | None:
+    """Why a conversation of this persona would have no language model, or None: only the
+    offline one can be missing (an endpoint's failures are the fallback line's business)."""
+    if (layer or {}).get("base_url") or settings.llm_base_url:
+        return None
+    missing = llm_local.available()
+    return f"No language model is available for a full persona: {missing}" if missing else None
 
 
 def tools(layer: Mapping[str, Any] | None) -> list[dict[str, Any]]:

@@ -68,6 +68,15 @@ def model_path() -> Path:
     raise ModelMissing(MISSING)
 
 
+def available() -> str | None:
+    """Why the offline model cannot run here (not installed), or None; nothing is loaded."""
+    try:
+        model_path()
+    except ModelMissing as exc:
+        return str(exc)
+    return None if importlib.util.find_spec("cyllama") else MISSING
+
+
 def _llama() -> Any:
     """cyllama's llama.cpp module, its OpenMP waiting passively (unless the operator chose):
     libgomp reads the variable once, as it loads, so it is set only for that moment and other
