@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from likeness.config import Settings
 from likeness.providers import llm_local
 from likeness.providers.base import Llm, Message, ToolCall
-from likeness.providers.llm_choice import choose, tools
+from likeness.providers.llm_choice import choose, tools, warm
 from likeness.providers.llm_local import LocalLlm, ModelMissing
 from likeness.providers.llm_openai import Endpoint, OpenAiLlm
 from likeness.runtime import Runtime
@@ -357,7 +357,7 @@ def test_smollm2_answers_a_short_prompt_streamed(smol: LocalLlm) -> None:
 
 def test_smollm2_decodes_only_what_is_new_in_a_turn(smol: LocalLlm) -> None:
     system = [Message("system", "You are Ann, a guide at a science museum.")]
-    smol.warm(system)
+    asyncio.run(warm(smol, system))
     asked = [*system, Message("user", "Where are the fossils?")]
     first = "".join(str(p) for p in _answer_keeping(smol, asked))
     whole = smol.decoded

@@ -12,13 +12,14 @@ The persona's ``tools`` are offered to the model by the caller (``tools``)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from likeness.config import Settings
 from likeness.kit.safe_url import allowlisted
 from likeness.providers import llm_local
-from likeness.providers.base import Llm
+from likeness.providers.base import Llm, Message
 from likeness.providers.llm_local import LocalLlm
 from likeness.providers.llm_openai import Endpoint, OpenAiLlm
 
@@ -60,6 +61,14 @@ def choose(layer: Mapping[str, Any] | None, settings: Settings) -> Llm:
         timeout_s=settings.llm_timeout_s,
         fallback_line=settings.llm_fallback_line,
     )
+
+
+async def warm(llm: Llm, opening: Sequence[Message]) -> None:
+    """At a conversation's start, off the loop: the offline model loads and decodes the
+    ``opening`` messages (the system prompt), so the first turn decodes only itself. An
+    endpoint needs nothing. Raises ModelMissing when the offline model is not installed."""
+    if isinstance(llm, LocalLlm):
+        await asyncio.to_thread(llm.warm, opening)
 
 
 def unavailable(layer: Mapping[str, Any] | None, settings: Settings) -> str | None:
