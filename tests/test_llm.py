@@ -396,6 +396,11 @@ def _answer_keeping(llm: LocalLlm, messages: list[Message]) -> list[str | ToolCa
     return asyncio.run(main())
 
 
+def test_the_two_sentence_cap_does_not_count_titles_or_initials() -> None:
+    ends = llm_local._SENTENCE_END.findall
+    assert len(ends("Ask Dr. Lee or Mrs. Ng. J. K. Rowling wrote it. So do I. ")) == 3
+
+
 def test_without_the_model_package_the_error_says_how_to_get_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -45,7 +45,9 @@ BREVITY = "Reply in one or two short spoken sentences."
 N_CTX = 2048  # tokens a conversation's context holds: prompt + answer
 N_BATCH = 256  # prompt tokens decoded per step
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a seed"
-_SENTENCE_END = re.compile(r"[.!?]+[\"')\]]*\s")
+# A sentence's end: . ! ? (and closing quotes or brackets) before a space, but not after a
+# title or an initial ("Dr. Who", "J. K.").
+_SENTENCE_END = re.compile(r"(?<!\b[MD]r)(?<!\bMrs)(?<!\bMs)(?<!\bSt)(?<!\b[A-HJ-Z])[.!?]+[\"')\]]*\s")
 
 _LOAD = threading.Lock()
 _LOAD_LIBRARY = threading.Lock()
