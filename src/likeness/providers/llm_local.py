@@ -47,7 +47,9 @@ N_BATCH = 256  # prompt tokens decoded per step
 RANDOM_SEED = 0xFFFFFFFF  # llama.cpp's "pick a seed"
 # A sentence's end: . ! ? (and closing quotes or brackets) before a space, but not after a
 # title or an initial ("Dr. Who", "J. K.").
-_SENTENCE_END = re.compile(r"(?<!\b[MD]r)(?<!\bMrs)(?<!\bMs)(?<!\bSt)(?<!\b[A-HJ-Z])[.!?]+[\"')\]]*\s")
+_SENTENCE_END = re.compile(
+    r"(?<!\b[MD]r)(?<!\bMrs)(?<!\bMs)(?<!\bSt)(?<!\b[A-HJ-Z])[.!?]+[\"')\]]*\s"
+)
 
 _LOAD = threading.Lock()
 _LOAD_LIBRARY = threading.Lock()
