@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from likeness.errors import TrainingFailure
+from likeness.face import landmarks as lm
+from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import read_audio
 from likeness.media.video import iter_frames, write_mp4
 from likeness.training import checks, failures, pipeline
@@ -178,3 +180,24 @@ def test_a_covered_face_fails_obstruction(tmp_path: Path, footage: tuple) -> Non
     failure, report = _fails(tmp_path, covered, audio, rate)
     assert failure == "face_or_obstruction_detected", report
     assert report["face_or_obstruction_detected"]["ranges_s"] == [[4.0, 6.8]]
+
+
+def _track_with_lips(gap_iod: float, footage: tuple) -> FaceTrack:
+    """30 frames of the fixture's first face, its lower inner lip set ``gap_iod`` (of the
+    eye-corner distance) under the upper one."""
+    with FaceMeshTracker() as tracker:
+        points = tracker.landmarks(footage[0][0])
+    assert points is not None
+    iod = float(lm.inter_ocular(points))
+    upper, lower = lm.LIP_GAP_PAIRS[:, 0], lm.LIP_GAP_PAIRS[:, 1]
+    points[lower] = points[upper] + np.array([0.0, gap_iod * iod], np.float32)
+    ones = np.ones(30, bool)
+    return FaceTrack(np.repeat(points[None], 30, axis=0), ones, 400, 300, ones)
+
+
+def test_a_video_whose_lips_never_touch_is_warned_not_failed(footage: tuple) -> None:
+    never = checks.sealed_lips(_track_with_lips(0.04, footage))
+    assert never["check"] == "lips_sealed" and never["passed"] is True
+    assert never["value"] == 0.0 and never["warning"] == checks.NEVER_SEALED
+    sealed = checks.sealed_lips(_track_with_lips(0.005, footage))
+    assert sealed["passed"] is True and sealed["value"] == 30.0 and sealed["warning"] is None

@@ -257,6 +257,8 @@ def check(
         )
         if entry.get("checked"):  # the consent statement: what was heard
             typer.echo(f'       heard: "{entry["heard"]}"')
+        if entry.get("warning"):
+            typer.echo(f"       warning: {entry['warning']}")
     if verdict.failure is not None:
         typer.echo(f"error_message: {failures.message_for(verdict.failure.failure_type)}")
         raise typer.Exit(1)

@@ -15,6 +15,11 @@ UPPER_LIP_INNER = 13
 LOWER_LIP_INNER = 14
 MOUTH_LEFT = 61
 MOUTH_RIGHT = 291
+# Inner-lip point pairs (upper, lower): the middle and either side of it.
+LIP_GAP_PAIRS = np.array([[13, 14], [82, 87], [312, 317]], dtype=np.int64)
+# Lips that touch: an inner-lip gap of at most 2 % of the outer-eye-corner distance (the gap
+# FaceMesh reads on pressed lips is ~0-1.5 %; "nearly closed" lips read 2-3 %).
+SEALED_GAP = 0.02
 
 # Points that move with the skull but not with the jaw: the similarity transforms that
 # normalise pose are fitted on these.
@@ -46,7 +51,7 @@ LOWER_FACE = np.array(
 
 
 def inter_ocular(points: np.ndarray) -> np.ndarray:
-    """points: (..., 478, 2) → (...,) distance between the outer eye corners."""
+    """points: (..., 478, D), 2-D or 3-D → (...,) distance between the outer eye corners."""
     distance: np.ndarray = np.linalg.norm(
         points[..., LEFT_EYE_OUTER, :] - points[..., RIGHT_EYE_OUTER, :], axis=-1
     )
@@ -57,6 +62,14 @@ def mouth_opening(points: np.ndarray) -> np.ndarray:
     """Inner-lip gap over the inter-ocular distance: (..., 478, 2) → (...,)."""
     gap = np.linalg.norm(points[..., LOWER_LIP_INNER, :] - points[..., UPPER_LIP_INNER, :], axis=-1)
     ratio: np.ndarray = gap / inter_ocular(points)
+    return ratio
+
+
+def lip_gap(points: np.ndarray) -> np.ndarray:
+    """The mean gap of the three inner-lip pairs over the outer-eye-corner distance, in 2-D or
+    3-D: (..., 478, D) → (...,). Lips are sealed where it is at most SEALED_GAP."""
+    pairs = points[..., LIP_GAP_PAIRS[:, 0], :] - points[..., LIP_GAP_PAIRS[:, 1], :]
+    ratio: np.ndarray = np.linalg.norm(pairs, axis=-1).mean(axis=-1) / inter_ocular(points)
     return ratio
 
 

@@ -64,12 +64,20 @@ class FaceMeshTracker:
 
     def landmarks(self, rgb: np.ndarray) -> np.ndarray | None:
         """rgb: (H, W, 3) uint8 → (478, 2) float32 pixels, or None when no face is found."""
+        points = self.landmarks_3d(rgb)
+        return None if points is None else np.ascontiguousarray(points[:, :2])
+
+    def landmarks_3d(self, rgb: np.ndarray) -> np.ndarray | None:
+        """rgb: (H, W, 3) uint8 → (478, 3) float32 pixels (depth on the x scale, as FaceMesh
+        gives it), or None when no face is found."""
         height, width = rgb.shape[:2]
         result = self._mesh.process(rgb)
         if not result.multi_face_landmarks:
             return None
         marks = result.multi_face_landmarks[0].landmark
-        points = np.array([(m.x * width, m.y * height) for m in marks], dtype=np.float32)
+        points = np.array(
+            [(m.x * width, m.y * height, m.z * width) for m in marks], dtype=np.float32
+        )
         return points
 
 

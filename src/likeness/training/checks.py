@@ -49,6 +49,14 @@ ORDER = (
 )
 
 
+LIPS_SEALED = "lips_sealed"
+MIN_SEALED_FRAMES = 3  # one or two could be a tracking slip
+NEVER_SEALED = (
+    "the video never shows the lips sealed: the replica's lips will come close on /p b m/ "
+    "but not touch; a video in which the person closes their mouth fully fixes this"
+)
+
+
 @dataclass(frozen=True)
 class CheckResult:
     check: str
@@ -155,6 +163,22 @@ def _brightness(m: Measures, t: Thresholds) -> CheckResult:
         "median brightness (grey levels)",
         ranges(m.luma < t.min_brightness, m.fps),
     )
+
+
+def sealed_lips(track: FaceTrack) -> dict[str, object]:
+    """Not one of Tavus's checks and never a failure: does the video ever show the lips
+    touching (2-D inner-lip gap <= lm.SEALED_GAP)? A replica can only seal its lips on
+    /p b m/ with the person's own sealed mouth, so without one it warns."""
+    seen = track.present & track.measured
+    count = int((lm.lip_gap(track.landmarks[seen]) <= lm.SEALED_GAP).sum())
+    result = CheckResult(
+        LIPS_SEALED,
+        True,
+        float(count),
+        f">= {MIN_SEALED_FRAMES} frames (a warning, never a failure)",
+        "frames whose lips touch (inner-lip gap <= 2 % of the eye-corner distance)",
+    )
+    return {**asdict(result), "warning": None if count >= MIN_SEALED_FRAMES else NEVER_SEALED}
 
 
 def _speech(m: Measures, t: Thresholds) -> CheckResult:

@@ -1,6 +1,8 @@
-"""The quality report: hold out the end of the video, fit on the rest, render the held-out
-audio and compare with the real held-out frames, next to two baselines that a reader can
-calibrate against: a frozen mouth and the same audio shifted by 1 s.
+"""The quality report: hold out a late stretch of the video that holds speech, fit on what
+comes before it, render the held-out audio and compare with the real held-out frames, next
+to two baselines that a reader can calibrate against: a frozen mouth and the same audio
+shifted by 1 s. Each system's lips are also scored against the held-out audio's phones
+(sealed bilabials, opened vowels), each rate beside its chance level.
 
 These numbers mean something only for a video whose speech is the person's own: on a clip
 with foreign audio (our plumbing clips) every system scores like the shifted baseline, which
@@ -9,6 +11,7 @@ is the right answer.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,41 +20,61 @@ import cv2
 import numpy as np
 
 from likeness.engines.base import ReplicaModel, TrainingInput
+from likeness.engines.mouthbank.visemes import BILABIALS, OPEN_VOWELS, SILENCES
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import resample
-from likeness.media.speech import SAMPLE_RATE_HZ, relative_features
+from likeness.media.speech import SAMPLE_RATE_HZ, is_speech, relative_features
 from likeness.media.video import frames_numbered
-from likeness.providers.base import PhoneRecognizer
+from likeness.providers.base import Phone, PhoneRecognizer
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.source import frames_for
+from likeness.training import checks
 
 HOLD_OUT = 0.2
+MIN_SPEECH_SHARE = 0.5  # of the held-out window
 MAX_HELD_OUT_S = 12.0  # the report costs ~1 s per held-out second on 2 cores at 720p
 SHIFT_S = 1.0
 MAX_LAG = 15
 
 
-def held_out_split(n_frames: int, fps: float) -> int | None:
-    """The first held-out frame: the last 20 % of the video, at most 12 s; None when that
-    leaves under 2 s to compare."""
-    split = max(int(n_frames * (1 - HOLD_OUT)), n_frames - int(MAX_HELD_OUT_S * fps))
-    return None if n_frames - split < int(2 * fps) else split
+def held_out(data: TrainingInput) -> tuple[int, int] | None:
+    """The held-out frames [start, end): 20 % of the video, at most 12 s, and the latest such
+    window (at whole seconds back from the end, never before the video's middle) that is at
+    least half speech, else the one with the most speech: a silent end would score every
+    system alike. The held-in model knows only the frames before ``start``. None when the
+    video is too short to hold out 2 s."""
+    n, fps = data.track.n_frames, data.fps
+    length = min(n - int(n * (1 - HOLD_OUT)), int(MAX_HELD_OUT_S * fps))
+    if length < int(2 * fps):
+        return None
+    audio16 = resample(data.audio, data.sample_rate_hz, SAMPLE_RATE_HZ)
+    features = relative_features(audio16, fps)
+    speech = np.zeros(n, bool)
+    flags = is_speech(features[:, 0], features[:, 1])[:n]
+    speech[: len(flags)] = flags
+    starts = range(n - length, max(n // 2, 1) - 1, -max(1, round(fps)))
+    shares = [float(speech[s : s + length].mean()) for s in starts]
+    best = next((i for i, share in enumerate(shares) if share >= MIN_SPEECH_SHARE), None)
+    start = starts[int(np.argmax(shares)) if best is None else best]
+    return start, start + length
 
 
 def report(
-    data: TrainingInput, model: ReplicaModel, split: int, phones: PhoneRecognizer
+    data: TrainingInput, model: ReplicaModel, window: tuple[int, int], phones: PhoneRecognizer
 ) -> dict[str, object]:
-    """Compare ``model`` (fitted on the frames before ``split`` and their audio only) saying
-    the held-out audio, its phones recognised by ``phones``, with the real held-out frames."""
+    """Compare ``model`` (fitted on the frames before ``window`` and their audio only) saying
+    the held-out audio, its phones recognised by ``phones``, with the real held-out frames;
+    and score how its lips follow those phones (lip_scores), beside the baselines'."""
     track = data.track
-    n = track.n_frames
+    start, end = window
     audio16 = resample(data.audio, data.sample_rate_hz, SAMPLE_RATE_HZ)
-    cut = int(split / data.fps * SAMPLE_RATE_HZ)
-    held = audio16[cut : cut + int((n - split) / data.fps * SAMPLE_RATE_HZ)]
-    frames = n - split
+    cut = int(start / data.fps * SAMPLE_RATE_HZ)
+    held = audio16[cut : cut + int((end - start) / data.fps * SAMPLE_RATE_HZ)]
+    frames = end - start
+    held_phones = phones.phones(held, SAMPLE_RATE_HZ)
     systems = {
-        "replica": _render(model, held, frames, phones),
+        "replica": _render(model, held, frames, held_phones),
         "frozen_mouth": _idle(model, frames),
         "audio_shifted_1s": _render(
             model, np.roll(held, int(SHIFT_S * SAMPLE_RATE_HZ)), frames, phones
@@ -59,23 +82,31 @@ def report(
     }
     envelope = relative_features(held, data.fps)[:frames, 0]
     out: dict[str, object] = {
-        "held_out_s": [round(split / data.fps, 2), round(n / data.fps, 2)],
-        "note": "meaningful only when the video's speech is the person's own",
+        "held_out_s": [round(start / data.fps, 2), round(end / data.fps, 2)],
+        "note": "meaningful only when the video's speech is the person's own; lips are "
+        "scored against the held-out audio's recognised phones",
     }
+    warning = checks.sealed_lips(track)["warning"]
+    if warning:
+        out["warning"] = warning
     # Each system renders and is read back by its own FaceMesh in a thread of its own, beside
     # the real frames' decoding (MediaPipe, OpenCV and PyAV let go of the GIL), so the report
     # keeps both cores busy.
     with ThreadPoolExecutor(max_workers=len(systems) + 1, thread_name_prefix="report") as pool:
-        reading = pool.submit(_real, data.video_path, split, track)
+        reading = pool.submit(_real, data.video_path, start, end, track)
         measured = {name: pool.submit(_measure, images) for name, images in systems.items()}
         real, real_crops = reading.result()
         for name, measuring in measured.items():
-            out[name] = _compare(*measuring.result(), real, real_crops, envelope)
+            got, crops, gaps = measuring.result()
+            out[name] = {
+                **_compare(got, crops, real, real_crops, envelope),
+                **lip_scores(gaps, held_phones, data.fps),
+            }
     return out
 
 
 def _render(
-    model: ReplicaModel, audio: np.ndarray, frames: int, phones: PhoneRecognizer
+    model: ReplicaModel, audio: np.ndarray, frames: int, phones: list[Phone] | PhoneRecognizer
 ) -> Iterator[np.ndarray]:
     """Exactly ``frames`` frames, a second of audio at a time (memory stays flat)."""
     count = 0
@@ -96,26 +127,30 @@ def _idle(model: ReplicaModel, frames: int) -> Iterator[np.ndarray]:
 
 def _measure(
     images: Iterable[np.ndarray],
-) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-    """Landmarks and face crops of each frame, keeping no frame."""
+) -> tuple[list[np.ndarray | None], list[np.ndarray | None], np.ndarray]:
+    """2-D landmarks, face crops and 3-D lip gaps (NaN: no face) of each frame, keeping no
+    frame."""
     points: list[np.ndarray | None] = []
     crops: list[np.ndarray | None] = []
+    gaps: list[float] = []
     with FaceMeshTracker() as tracker:
         for image in images:
-            p = tracker.landmarks(image)
+            p3 = tracker.landmarks_3d(image)
+            p = None if p3 is None else np.ascontiguousarray(p3[:, :2])
             points.append(p)
             crops.append(None if p is None else face_crop(image, p))
-    return points, crops
+            gaps.append(np.nan if p3 is None else float(lm.lip_gap(p3)))
+    return points, crops, np.array(gaps)
 
 
 def _real(
-    video: Path, start: int, track: FaceTrack
+    video: Path, start: int, end: int, track: FaceTrack
 ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
     """The held-out frames' landmarks and face crops (not the frames: memory stays small);
     None for frames without a face or whose landmarks were interpolated, not measured."""
     points: list[np.ndarray | None] = [
         track.landmarks[i] if track.present[i] and track.measured[i] else None
-        for i in range(start, track.n_frames)
+        for i in range(start, end)
     ]
     crops: list[np.ndarray | None] = [None] * len(points)
     wanted = (start + i for i, p in enumerate(points) if p is not None)
@@ -174,6 +209,52 @@ def av_offset(opening: np.ndarray, envelope: np.ndarray) -> float | None:
         float(np.sum(x[max(0, k) : n + min(0, k)] * y[max(0, -k) : n - max(0, k)])) for k in lags
     ]
     return float(lags[int(np.argmax(scores))])
+
+
+def lip_scores(gap: np.ndarray, phones: list[Phone], fps: float) -> dict[str, float | int | None]:
+    """How often the rendered lips do what the phones ask, beside what chance would give.
+
+    ``gap``: (F,) lm.lip_gap of each rendered frame (NaN where no face was read). A bilabial
+    (/p b m/) is sealed when the gap is at most SEALED_GAP in the frame nearest its middle or
+    either neighbour; an open vowel (/aa ae ah ao aw ay/) is opened when the gap exceeds the
+    render's median over its speech frames there. Chance: the same three-frame windows on
+    every speech frame of the same render (a mouth that moves as much, phones ignored)."""
+    n = len(gap)
+    if n == 0:
+        return {"bilabials": 0, "open_vowels": 0}
+    padded = np.r_[np.nan, gap, np.nan]
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows: no face read
+        windows = np.stack([padded[:-2], padded[1:-1], padded[2:]])
+        lowest, highest = np.nanmin(windows, axis=0), np.nanmax(windows, axis=0)
+    sealed = lowest <= lm.SEALED_GAP
+    instant = np.arange(n) / fps  # frame i shows the instant i / fps
+    speech = np.zeros(n, bool)
+    for p in phones:
+        if p.name not in SILENCES:
+            speech[(instant >= p.start_s) & (instant < p.end_s)] = True
+    median = float(np.nanmedian(gap[speech])) if np.isfinite(gap[speech]).any() else np.nan
+    opened = highest > median
+    read = np.isfinite(lowest)
+
+    def at(names: frozenset[str]) -> np.ndarray:
+        mids = [round((p.start_s + p.end_s) / 2 * fps) for p in phones if p.name in names]
+        frames = np.clip(np.array(mids, np.int64), 0, n - 1)
+        kept: np.ndarray = frames[read[frames]]
+        return kept
+
+    def rate(flags: np.ndarray) -> float | None:
+        return round(float(flags.mean()), 3) if flags.size else None
+
+    bilabials, vowels, chance = at(BILABIALS), at(OPEN_VOWELS), speech & read
+    return {
+        "bilabials": int(bilabials.size),
+        "bilabials_sealed": rate(sealed[bilabials]),
+        "bilabials_sealed_chance": rate(sealed[chance]),
+        "open_vowels": int(vowels.size),
+        "open_vowels_opened": rate(opened[vowels]),
+        "open_vowels_opened_chance": rate(opened[chance]),
+    }
 
 
 def face_crop(image: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from likeness.media.video import frames_numbered, write_mp4
 
 BUNDLE_VERSION = 1
 MAX_BANK = 1500
+EXTREMES = 10  # at least this many of the most closed and the most open frames join the bank
 BASE_SECONDS = 6.0
 MAX_YAW = 0.18
 QUANTILES = np.linspace(0.0, 1.0, 41)
@@ -53,6 +54,7 @@ class _Frames:
     mask: np.ndarray
     opening: np.ndarray  # (V,)
     width: np.ndarray  # (V,)
+    gap: np.ndarray  # (V,) lm.lip_gap of the landmarks as measured (not smoothed)
     measured: np.ndarray  # (V,) landmarks measured, not interpolated
 
 
@@ -126,6 +128,8 @@ def _frames(data: TrainingInput, output_size: tuple[int, int]) -> _Frames:
         mask=_mask(unit_points, box, scale, size),
         opening=lm.mouth_opening(points[index]).astype(np.float32),
         width=lm.mouth_width(points[index]).astype(np.float32),
+        # Unsmoothed: smoothing over time would lift a one-frame seal off the lips.
+        gap=lm.lip_gap(track.landmarks[index]).astype(np.float32),
         measured=measured if measured.any() else np.ones_like(measured),
     )
 
@@ -136,6 +140,10 @@ def _bank(data: TrainingInput, f: _Frames, progress: Callable[[float], None]) ->
     candidates = np.flatnonzero(f.measured)
     stride = max(1, int(np.ceil(len(candidates) / MAX_BANK)))
     rows = candidates[::stride]
+    if stride > 1:  # the person's own extremes always: the most sealed, the widest open
+        k = max(EXTREMES, len(candidates) // 50)
+        rows = np.union1d(rows, candidates[np.argsort(f.gap[candidates])[:k]])
+        rows = np.union1d(rows, candidates[np.argsort(f.opening[candidates])[-k:]])
     blobs, thumbs = _extract_bank(data, f.index[rows], f.frame_to_canon[rows], f.size, progress)
     return _Bank(rows, blobs, thumbs)
 
@@ -205,6 +213,7 @@ def _write_bundle(
         bank_offsets=offsets,
         bank_opening=opening[bank_rows],
         bank_width=width[bank_rows],
+        bank_gap=f.gap[bank_rows],
         bank_shape=shape.astype(np.float32),
         bank_source_frame=bank_frames.astype(np.int64),
         mask=f.mask,
@@ -225,6 +234,7 @@ def _write_bundle(
         "frames_used": len(index),
         "bank_size": len(bank_rows),
         "bank_rejected_occluded": int((~clean).sum()),
+        "bank_sealed": int((f.gap[bank_rows] <= lm.SEALED_GAP).sum()),
         "base_loop_frames": [int(base_frames[0]), int(base_frames[-1])],
         "talking_share": float(talking.mean()),
         "closed_opening": closed,

@@ -34,6 +34,7 @@ class MouthbankModel:
     bank_opening: np.ndarray
     bank_width: np.ndarray
     bank_shape: np.ndarray
+    bank_gap: np.ndarray
     mask: np.ndarray
     rel_q: np.ndarray
     tilt_q: np.ndarray
@@ -68,6 +69,8 @@ def load(bundle_dir: Path) -> MouthbankModel:
         bank_opening=arrays["bank_opening"],
         bank_width=arrays["bank_width"],
         bank_shape=arrays["bank_shape"],
+        # a bundle fitted before the lip gap was kept: its openings stand in
+        bank_gap=arrays["bank_gap"] if "bank_gap" in arrays.files else arrays["bank_opening"],
         mask=arrays["mask"],
         rel_q=arrays["rel_q"],
         tilt_q=arrays["tilt_q"],

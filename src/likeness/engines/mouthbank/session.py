@@ -18,6 +18,7 @@ from likeness.engines.mouthbank import visemes as V
 from likeness.engines.mouthbank.closure import is_closure
 from likeness.engines.mouthbank.composite import composite
 from likeness.engines.mouthbank.model import MouthbankModel
+from likeness.face import landmarks as lm
 from likeness.media import speech as F
 from likeness.media.audio import resample
 from likeness.providers.base import Phone
@@ -27,8 +28,13 @@ JOIN_WEIGHT = 0.5
 JUMP_COST = 0.35
 HOLD_COST = 0.1
 ANY = (-np.inf, np.inf)
-CLOSED_SLACK = 0.01  # of the inter-ocular distance, over the person's closed mouth
 VOWEL_SLACK = 0.8  # of the vowel's floor
+# A closed mouth is drawn only from crops whose lips touch with room to spare (the crop is
+# re-sampled into another pose, and a reader sees the gap a little wider), or, for a person
+# who never seals their lips, from their MIN_CHOICES most closed crops.
+SEAL_MARGIN = 0.75  # of lm.SEALED_GAP
+APART = 1.25  # lips "apart" (any phone but /p b m/) leave a gap of at least this x SEALED_GAP
+MIN_CHOICES = 5
 
 
 class MouthbankSession:
@@ -41,7 +47,7 @@ class MouthbankSession:
         self._width_scale = float(np.std(model.bank_width)) + 1e-4
         self._shape_scale = float(np.mean(np.var(model.bank_shape, axis=0)).sum()) + 1e-6
         self._rest_width = float(np.median(model.bank_width))
-        self._closed_band = (-np.inf, model.closed_opening + CLOSED_SLACK)
+        self._seal_limit = seal_limit(model.bank_gap)
         self._audio: np.ndarray = np.zeros(0, np.float32)
         self._offset = 0  # absolute sample index of self._audio[0], from the utterance start
         self._pushed = 0
@@ -53,6 +59,7 @@ class MouthbankSession:
         self._last_rel = 0.0
         self._visemes = V.Visemes([], self.fps)
         self._vowel_open = V.vowel_openings(model.open_q)
+        self._consonant_cap = V.consonant_cap(model.open_q)
 
     # -- the interface -------------------------------------------------------------------
     def push_audio(self, samples: np.ndarray, sample_rate_hz: int) -> None:
@@ -92,7 +99,7 @@ class MouthbankSession:
         speech = F.is_speech(raw[:, 0], rel)
         kinds = self._visemes.kinds(wanted) if self._visemes else None
         if kinds is not None:
-            speech |= kinds >= V.VOWEL
+            speech |= np.isin(kinds, V.SPOKEN)
         targets = [self._target(raw[k], rel[k], bool(speech[k])) for k in range(len(wanted))]
         if kinds is not None:
             targets = [
@@ -109,21 +116,26 @@ class MouthbankSession:
             next_rel = float(rel[k + 1]) if nxt else float(rel[k])
             dip = rel[k] <= self._last_rel and rel[k] <= next_rel
             # Lips meet in pauses, on /p b m/ and (from the loudness cues) on what sounds like
-            # a closure; phones, when known, overrule the cues on vowels.
+            # a closure; phones, when known, overrule the cues: the lips touch on /p b m/ and
+            # pauses only, and stay apart on every other phone.
             kind = V.OTHER if kinds is None else int(kinds[k])
             cue = is_closure(float(rel[k]), float(raw[k, 1]), bool(dip))
             closed = not speaking or kind == V.CLOSED or (kind == V.OTHER and cue)
-            band = ANY
+            band: tuple[float, float] | None = ANY
             if closed:
                 smoothed = self.model.closed_opening
-                band = self._closed_band
+                band = None  # sealed
             elif kind in self._vowel_open:  # vowels stay open, however short
                 floor = self._vowel_open[kind]
                 smoothed = max(smoothed, floor)
                 band = (VOWEL_SLACK * floor, np.inf)
+            elif kind == V.CONSONANT:  # apart, and below the vowels
+                smoothed = min(smoothed, self._consonant_cap)
+                band = (-np.inf, self._consonant_cap)
             self._last_open = opening
             self._last_rel = float(rel[k])
-            frames.append(self._render(smoothed, width, speaking, band))
+            apart = kind in V.SPOKEN and not closed
+            frames.append(self._render(smoothed, width, speaking, band, apart))
             self._done = utt_frame + 1
         self._trim()
         if self._ended and self._done >= total:
@@ -131,7 +143,7 @@ class MouthbankSession:
         return frames
 
     def idle_frame(self) -> RenderedFrame:
-        return self._render(self.model.closed_opening, self._rest_width, False, self._closed_band)
+        return self._render(self.model.closed_opening, self._rest_width, False, None)
 
     # -- internals -----------------------------------------------------------------------
     def _reset_utterance(self) -> None:
@@ -161,13 +173,21 @@ class MouthbankSession:
         width = float(np.interp(raw[1], model.tilt_q, model.width_q))
         return opening, width
 
-    def _select(self, opening: float, width: float, band: tuple[float, float]) -> int:
-        """band: the openings allowed (a hard constraint where at least five crops are in it:
-        the join cost must not keep a mouth open into a /b/ or shut through a vowel)."""
+    def _select(
+        self, opening: float, width: float, band: tuple[float, float] | None, apart: bool
+    ) -> int:
+        """band: the openings allowed, None for sealed lips; apart: only lips that do not
+        touch (a hard constraint where at least MIN_CHOICES crops are in it: the join cost
+        must not keep a mouth open into a /b/ or shut through a vowel)."""
         model = self.model
         cost = ((model.bank_opening - opening) / self._open_scale) ** 2
-        outside = (model.bank_opening < band[0]) | (model.bank_opening > band[1])
-        if (~outside).sum() >= 5:
+        if band is None:
+            outside = model.bank_gap > self._seal_limit
+        else:
+            outside = (model.bank_opening < band[0]) | (model.bank_opening > band[1])
+            if apart:
+                outside |= model.bank_gap < APART * lm.SEALED_GAP
+        if (~outside).sum() >= MIN_CHOICES:
             cost[outside] += 1e6
         cost += WIDTH_WEIGHT * ((model.bank_width - width) / self._width_scale) ** 2
         prev = self._prev
@@ -182,20 +202,34 @@ class MouthbankSession:
         return choice
 
     def _render(
-        self, opening: float, width: float, speaking: bool, band: tuple[float, float]
+        self,
+        opening: float,
+        width: float,
+        speaking: bool,
+        band: tuple[float, float] | None,
+        apart: bool = False,
     ) -> RenderedFrame:
         model = self.model
         n_base = len(model.base_images)
         period = max(1, 2 * n_base - 2)
         phase = self._frame % period
         b = phase if phase < n_base else period - phase
-        j = self._select(opening, width, band)
+        j = self._select(opening, width, band, apart)
         image = composite(
             model.base_images[b], model.base_to_frame[b], model.bank_images[j], model.mask
         )
         frame = RenderedFrame(index=self._frame, image=image, speaking=speaking)
         self._frame += 1
         return frame
+
+
+def seal_limit(bank_gap: np.ndarray) -> float:
+    """The widest lip gap a sealed mouth may be drawn with: SEAL_MARGIN of a touch where the
+    person shows at least MIN_CHOICES such crops, else their MIN_CHOICES most closed."""
+    limit = SEAL_MARGIN * lm.SEALED_GAP
+    if int((bank_gap <= limit).sum()) >= MIN_CHOICES:
+        return limit
+    return float(np.sort(bank_gap)[min(MIN_CHOICES, len(bank_gap)) - 1])
 
 
 class _Peak:

@@ -3,7 +3,9 @@
 Frame i shows the instant i / fps and lasts 1 / fps. A frame is CLOSED when it holds the
 middle of a bilabial (/p b m/: the lips must meet, even for a 30 ms closure) or half of the
 frame is one, or when silence fills most of it; it is a VOWEL or an OPEN_VOWEL when that
-phone fills most of it (vowels keep the mouth at least moderately open, open vowels wide).
+phone fills most of it (vowels keep the mouth at least moderately open, open vowels wide);
+a CONSONANT when another phone does (the lips stay apart, no wider than the person's middle
+opening); OTHER when no phone touches it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import numpy as np
 
 from likeness.providers.base import Phone
 
-OTHER, CLOSED, VOWEL, OPEN_VOWEL = 0, 1, 2, 3
+OTHER, CLOSED, VOWEL, OPEN_VOWEL, CONSONANT = 0, 1, 2, 3, 4
+SPOKEN = (VOWEL, OPEN_VOWEL, CONSONANT)
 
 BILABIALS = frozenset({"P", "B", "M"})
 OPEN_VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY"})
@@ -21,12 +24,20 @@ SILENCES = frozenset({"SIL", "+NSN+", "+SPN+", "+BREATH+", "+COUGH+", "+NOISE+"}
 
 # Least opening, as a quantile of the person's own opening while talking.
 FLOOR_QUANTILE = {VOWEL: 0.6, OPEN_VOWEL: 0.8}
+# Most opening of a consonant, as the same kind of quantile: below the vowels', so the open
+# vowels stand out of the speech around them.
+CONSONANT_CAP_QUANTILE = 0.5
 
 
 def vowel_openings(open_q: np.ndarray) -> dict[int, float]:
     """The person's opening quantiles (41 evenly spaced) → the floor per vowel kind."""
     levels = np.linspace(0.0, 1.0, len(open_q))
     return {kind: float(np.interp(q, levels, open_q)) for kind, q in FLOOR_QUANTILE.items()}
+
+
+def consonant_cap(open_q: np.ndarray) -> float:
+    """The person's opening quantiles → the widest a consonant opens."""
+    return float(np.interp(CONSONANT_CAP_QUANTILE, np.linspace(0.0, 1.0, len(open_q)), open_q))
 
 
 class Visemes:
@@ -61,4 +72,4 @@ class Visemes:
             return CLOSED if share[name] >= 0.5 else OTHER
         if name in OPEN_VOWELS:
             return OPEN_VOWEL
-        return VOWEL if name in VOWELS else OTHER
+        return VOWEL if name in VOWELS else CONSONANT

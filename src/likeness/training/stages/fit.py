@@ -29,11 +29,11 @@ def run(ctx: Context, progress: Progress) -> None:
     for stale in (work.bundle, work.bundle_partial, work.held_in):  # a killed attempt's
         if stale.exists():
             shutil.rmtree(stale)
-    split = quality.held_out_split(data.track.n_frames, data.fps)
+    window = quality.held_out(data)
     held_in = (
         None
-        if split is None
-        else HeldIn(split, work.held_in, output_size(width, height, report_side))
+        if window is None
+        else HeldIn(window[0], work.held_in, output_size(width, height, report_side))
     )
     get_engine(ctx.engine).fit(data, work.bundle_partial, progress, held_in)
     work.bundle_partial.rename(work.bundle)

@@ -17,12 +17,12 @@ def run(ctx: Context, _progress: Progress) -> None:
     work = ctx.work
     try:
         data = work.training_input()
-        split = quality.held_out_split(data.track.n_frames, data.fps)
-        if split is None:
+        window = quality.held_out(data)
+        if window is None:
             result: dict[str, object] = {"skipped": "the video is too short to hold out 2 s"}
         else:
             model = get_engine(ctx.engine).load(work.held_in)
-            result = quality.report(data, model, split, ctx.phones)
+            result = quality.report(data, model, window, ctx.phones)
     except Exception as exc:  # the report is a courtesy; the replica is fine without it
         log.warning("quality report failed", exc_info=True)
         result = {"error": f"{type(exc).__name__}: {exc}"}

@@ -22,7 +22,15 @@ from likeness.training.workspace import Workspace
 
 CONSENT = "consent_phrase_mismatch"
 # The report's entries, in the order their failures take precedence.
-ORDER = ("video_duration", "video_fps", CONSENT, "face_not_detected", *checks.ORDER)
+# lips_sealed only ever warns (it never fails a training).
+ORDER = (
+    "video_duration",
+    "video_fps",
+    CONSENT,
+    "face_not_detected",
+    *checks.ORDER,
+    checks.LIPS_SEALED,
+)
 
 
 def run(ctx: Context, _progress: Progress) -> None:
@@ -33,6 +41,7 @@ def run(ctx: Context, _progress: Progress) -> None:
         consent_entry(work.consent(), info),
         *checks.as_dicts([_face(face_track, info.fps, limits)]),
         *checks.as_dicts(checks.run(measure(work, info, face_track), limits.checks)),
+        checks.sealed_lips(face_track),
     ]
     work.save_checks(report)
 
