@@ -1,0 +1,130 @@
+"""Whisper tiny.en through faster-whisper (providers/asr_whisper.py) on real speech: batch
+words with their times, the live stream's partials and finals, and nothing heard in silence
+or noise. The model loads once for the whole test process."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+
+import numpy as np
+import pytest
+
+from likeness.media.audio import read_audio, resample
+from likeness.providers import asr_whisper
+from likeness.providers.asr_whisper import WhisperAsr
+from likeness.providers.base import Asr, AudioChunk, Transcript
+from likeness.providers.spelling import said, word_error_rate
+
+from .conftest import FIXTURES
+
+# tests/fixtures/README.md: the Debian pocketsphinx-testdata transcripts of these clips
+TRUTH = {
+    "librivox_0870.wav": "and mister john dashwood had then leisure to consider how much "
+    "there might be prudently in his power to do for them",
+    "librivox_0880.wav": "he was not an ill disposed young man",
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _warm() -> None:
+    """What start-up does: the first decode is several times slower than the next."""
+    asr_whisper.warm()
+
+
+def _speech(name: str) -> tuple[np.ndarray, int]:
+    return read_audio(FIXTURES / name)
+
+
+async def _live(samples: np.ndarray, rate: int, pace: float) -> AsyncIterator[AudioChunk]:
+    """A microphone: 100 ms chunks, each ``pace`` x 100 ms after the last (0: as fast as
+    the reader takes them)."""
+    step = int(rate * 0.1)
+    for start in range(0, len(samples), step):
+        yield AudioChunk(samples[start : start + step], rate)
+        await asyncio.sleep(0.1 * pace)
+
+
+def _heard(asr: WhisperAsr, samples: np.ndarray, rate: int, pace: float) -> list[Transcript]:
+    async def run() -> list[Transcript]:
+        return [t async for t in asr.stream(_live(samples, rate, pace))]
+
+    return asyncio.run(run())
+
+
+def test_whisper_hears_real_speech_with_its_words_timed() -> None:
+    samples, rate = _speech("librivox_0870.wav")
+    asr = WhisperAsr()
+    assert isinstance(asr, Asr)
+    words = asr_whisper.words(samples, rate)
+    heard = asr_whisper.text_of(words)
+    error = word_error_rate(TRUTH["librivox_0870.wav"], heard)
+    print(f"whisper WER {error:.1%}: {heard!r}")
+    assert error <= 0.1
+    assert all(w.text == w.text.lower() and w.text.isalpha() for w in words)
+    starts = [w.start_s for w in words]
+    assert starts == sorted(starts)
+    assert all(0 <= w.start_s <= w.end_s <= len(samples) / rate + 0.05 for w in words)
+    # at another rate it is resampled; beside the caller's work, the same words
+    assert asr.recognise(resample(samples, rate, 44100), 44100) == heard
+    with asr.hearing(samples, rate) as wait:
+        assert wait() == heard
+
+
+def test_live_words_come_as_partials_then_a_final_for_each_utterance() -> None:
+    """Two sentences with a pause between them, in real time: partials while the first is
+    said (each a guess the next replaces), a final for each when its speech stops. (On a
+    busy machine a decode can take longer than the short second sentence: it may come as
+    its final alone.)"""
+    one, rate = _speech("librivox_0870.wav")
+    two, _ = _speech("librivox_0880.wav")
+    pause = np.zeros(rate, np.float32)
+    got = _heard(WhisperAsr(), np.concatenate([one, pause, two, pause]), rate, pace=1.0)
+    finals = [t for t in got if t.final]
+    assert len(finals) == 2, got
+    first_final = got.index(finals[0])
+    assert first_final > 0 and not any(t.final for t in got[:first_final])  # partials first
+    error = word_error_rate(" ".join(TRUTH.values()), " ".join(t.text for t in finals))
+    print(f"live WER {error:.1%}: {[t.text for t in finals]}")
+    assert error <= 0.15  # tiny.en hears "ill disposed" as "old supposed" in the second
+    assert finals[0].end_s <= len(one) / rate + 0.1 < finals[1].start_s
+    assert finals[1].end_s <= (len(one) + len(pause) + len(two)) / rate + 0.1
+
+
+def test_a_long_utterance_is_closed_at_its_committed_words_and_loses_none() -> None:
+    """Unbroken speech longer than max_segment_s: what two decodes agreed on is made final,
+    and the rest goes on as the next segment (what bounds a 2-minute monologue's memory)."""
+    samples, rate = _speech("librivox_0870.wav")  # 7.1 s without a pause
+    got = _heard(WhisperAsr(max_segment_s=3.0), samples, rate, pace=0.5)
+    finals = [t for t in got if t.final]
+    assert len(finals) >= 2, got
+    together = " ".join(t.text for t in finals)
+    error = word_error_rate(TRUTH["librivox_0870.wav"], together)
+    print(f"split WER {error:.1%}: {[t.text for t in finals]}")
+    assert error <= 0.2
+    assert all(a.end_s <= b.start_s + 0.05 for a, b in itertools.pairwise(finals))
+
+
+@pytest.mark.parametrize("kind", ["silence", "noise"])
+def test_silence_and_noise_are_heard_as_nothing(kind: str) -> None:
+    """Digital silence; then steady hiss and hum at a speaking level (-26 dBFS): no words,
+    not even a final with nothing in it."""
+    rate = 16000
+    if kind == "silence":
+        audio = np.zeros(4 * rate, np.float32)
+    else:
+        rng = np.random.default_rng(7)
+        t = np.arange(4 * rate) / rate
+        hum = 0.03 * np.sin(2 * np.pi * 50 * t)
+        audio = (0.05 * rng.standard_normal(len(t)) + hum).astype(np.float32)
+    assert _heard(WhisperAsr(), audio, rate, pace=0) == []
+    assert WhisperAsr().recognise(audio, rate) == ""
+
+
+def test_said_writes_out_what_whisper_abbreviates() -> None:
+    assert " ".join(said("Mr. Dashwood paid $20 in 1990, the 2nd time.")) == (
+        "mister dashwood paid dollars twenty in nineteen ninety the second time"
+    )
+    assert word_error_rate("and mister john", "And Mr. John.") == 0.0
+    assert word_error_rate("a b c d", "a x c") == 0.5
