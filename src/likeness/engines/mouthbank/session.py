@@ -47,7 +47,9 @@ class MouthbankSession:
         self._width_scale = float(np.std(model.bank_width)) + 1e-4
         self._shape_scale = float(np.mean(np.var(model.bank_shape, axis=0)).sum()) + 1e-6
         self._rest_width = float(np.median(model.bank_width))
-        self._seal_limit = seal_limit(model.bank_gap)
+        # which crops may draw sealed lips, and which lips that stay apart (computed once)
+        self._not_sealed = model.bank_gap > seal_limit(model.bank_gap)
+        self._touching = model.bank_gap < APART * lm.SEALED_GAP
         self._audio: np.ndarray = np.zeros(0, np.float32)
         self._offset = 0  # absolute sample index of self._audio[0], from the utterance start
         self._pushed = 0
@@ -182,11 +184,11 @@ class MouthbankSession:
         model = self.model
         cost = ((model.bank_opening - opening) / self._open_scale) ** 2
         if band is None:
-            outside = model.bank_gap > self._seal_limit
+            outside = self._not_sealed
         else:
             outside = (model.bank_opening < band[0]) | (model.bank_opening > band[1])
             if apart:
-                outside |= model.bank_gap < APART * lm.SEALED_GAP
+                outside |= self._touching
         if (~outside).sum() >= MIN_CHOICES:
             cost[outside] += 1e6
         cost += WIDTH_WEIGHT * ((model.bank_width - width) / self._width_scale) ** 2
