@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
 from likeness.config import Settings
 from likeness.providers import llm_local
@@ -280,6 +281,12 @@ def test_a_persona_endpoint_then_the_operator_s_then_the_offline_model(tmp_path:
     assert isinstance(named, OpenAiLlm) and named.endpoint.model == "llama3.2"
     offered = [{"type": "function", "function": {"name": "f"}}]
     assert tools({"tools": offered}) == offered and tools(None) == []
+
+
+def test_the_operator_s_base_url_must_be_an_http_url(tmp_path: Any) -> None:
+    with pytest.raises(ValidationError, match="must be an http"):
+        Settings(data_dir=tmp_path, llm_base_url="127.0.0.1:11434")
+    assert Settings(data_dir=tmp_path, llm_base_url="").llm_base_url is None
 
 
 # -- the persona's layers.llm ----------------------------------------------------------------------

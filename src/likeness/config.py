@@ -12,7 +12,7 @@ import secrets
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MODEL_NAMES = ("phoenix-4", "phoenix-3", "phoenix-4.5")
@@ -124,6 +124,13 @@ class Settings(BaseSettings):
     # The offline model: its threads (OMP passive waiting, ADR 0012) and longest answer.
     llm_local_threads: int = Field(default=2, ge=1)
     llm_local_max_tokens: int = Field(default=64, ge=1)
+
+    @field_validator("llm_base_url")
+    @classmethod
+    def _http_url(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("http://", "https://")):  # empty: unset
+            raise ValueError("must be an http(s) URL, e.g. http://127.0.0.1:11434/v1 (Ollama)")
+        return url or None
 
     @property
     def resolved_data_dir(self) -> Path:
