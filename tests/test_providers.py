@@ -146,6 +146,63 @@ def test_live_phones_match_offline_recognition() -> None:
     assert untils == sorted(untils) and untils[-1] == pytest.approx(len(samples) / SR, abs=0.06)
 
 
+def test_a_live_call_settles_phones_cut_at_a_fixed_edge() -> None:
+    """The live child's phones (sphinx_stream ``--live``): settled 0.15 s behind the audio
+    decoded so far, the phone across that edge cut there (not held back to its end), so the
+    mouth always knows its phones to 0.15 s of the newest audio; put back together they are
+    the phones of the whole clip, end to end."""
+    from likeness.media.audio import to_int16
+    from likeness.providers import sphinx_stream
+
+    samples, _ = read_audio(FIXTURES / "librivox_0870.wav", SR)
+    pcm = to_int16(samples).tobytes()
+    step = 2 * int(SR * 0.1)
+    pieces = [pcm[i : i + step] for i in range(0, len(pcm), step)]
+    settle = sphinx_stream.LIVE_SETTLE_S
+    batches = list(sphinx_stream.settled(pieces, None, settle, 0.05, cut=True))
+    *live, last = batches
+    # every look gives phones up to 0.15 s behind the audio: the edge, not a phone's end
+    for n, (phones, until) in enumerate(live):
+        assert phones[-1][2] == until
+        decoded = min(len(samples) / SR, round(until + settle, 2))
+        assert decoded * 10 == pytest.approx(round(decoded * 10), abs=1e-6), (n, until)
+    phones = [p for batch, _ in batches for p in batch]
+    assert phones[0][1] == 0.0 and last[1] == pytest.approx(len(samples) / SR)
+    assert all(a[2] == pytest.approx(b[1]) for a, b in itertools.pairwise(phones))
+    cut_somewhere = [a for a, b in itertools.pairwise(phones) if a[0] == b[0]]
+    assert cut_somewhere, "a phone crossing the edge was given in two parts"
+
+
+def test_a_live_voice_says_its_first_clause_first_with_its_own_phone_timing() -> None:
+    """The live voice (voice_process.py): the first clause on its own, started at its first
+    sound, and phones timed by Piper's own durations (no words: no alignment pass) that sit
+    on the audio: the lips' stretches (/p b m/) quiet, the vowels loud."""
+    text = "Hello there, Bob made my mom a pumpkin pie. Maybe."
+    chunks = list(PiperTts(live=True).say(text))
+    assert [c.text for c in chunks] == ["Hello there,", "Bob made my mom a pumpkin pie.", "Maybe."]
+    first, second, _ = chunks
+    assert not first.words and not second.words
+    spoken = [p for p in first.phones if p.name not in visemes.SILENCES]
+    assert spoken[0].name == "HH" and spoken[0].start_s < 0.05  # no silence first
+    assert float(np.sqrt(np.mean(first.samples[: int(0.1 * 22050)] ** 2))) > 0.01
+    names = [p.name for p in second.phones]
+    assert names.count("B") == 2 and names.count("M") == 5 and names.count("P") == 3
+    for chunk in chunks:
+        starts = [p.start_s for p in chunk.phones]
+        assert starts == sorted(starts)
+        assert chunk.phones[-1].end_s == pytest.approx(chunk.duration_s)
+
+    def loudness_db(chunk: SpeechChunk, names: set[str]) -> float:
+        rate = chunk.sample_rate_hz
+        parts = [chunk.samples[int(p.start_s * rate) : int(p.end_s * rate)] for p in chunk.phones
+                 if p.name in names]  # fmt: skip
+        return float(10 * np.log10(np.mean(np.concatenate(parts) ** 2)))
+
+    lips = loudness_db(second, {"P", "B", "M"})
+    vowels = loudness_db(second, {"AA", "AE", "AH", "AO", "AY", "EY", "IY"})
+    assert vowels - lips > 5, (vowels, lips)
+
+
 def test_closing_live_phones_ends_the_child() -> None:
     samples, _ = read_audio(FIXTURES / "librivox_0870.wav", SR)
 

@@ -11,8 +11,9 @@ settled, final up to ``until``. This module imports nothing heavy, so the child 
 
 ``--live`` serves a live call instead: one child for many utterances, each sent as
 length-prefixed PCM pieces (4-byte little-endian length, then the bytes; length 0 ends the
-utterance), looked at every 0.1 s and settled 0.15 s behind the audio (a live mouth cannot wait
-a second; the few phones this settles early are the price). Lines then also carry ``"utt"``
+utterance), looked at every 0.05 s and settled 0.15 s behind the audio, the phone that spans
+that edge cut there (a live mouth cannot wait a second; the few phones this settles early are
+the price). Lines then also carry ``"utt"``
 (counting utterances from 0) and ``"final"``.
 
 ``--words`` recognises words instead, once its input has ended, and writes one line,
@@ -33,7 +34,10 @@ LOOK_EVERY_S = 0.5  # how often the settled phones are looked at
 # A phone counts as settled once it ended this long before the audio decoded so far: on the
 # five LibriVox clips the settled phones were then exactly the final ones (0.5 s: one not).
 SETTLE_S = 1.0
-LIVE_LOOK_EVERY_S = 0.1
+LIVE_LOOK_EVERY_S = 0.05
+# On the five LibriVox clips, phones settled (and cut, see settled()) 0.15 s behind the audio
+# in 100 ms pieces agree with the offline ones on 98.5 % of the frames' visemes (97.6 % of the
+# closed frames; uncut: 98.1 % and 97.1 %, each frame ~60 ms later); 0.1 s behind, 95 % (95 %).
 LIVE_SETTLE_S = 0.15
 # How much audio one call decodes (asr_sphinx.recognise too). Each call holds the GIL, so other
 # threads (a job's heartbeat) get a turn between calls; a renderer needs more than that, hence
@@ -98,9 +102,12 @@ def settled(
     decoder: Any = None,
     settle_s: float = SETTLE_S,
     look_every_s: float = LOOK_EVERY_S,
+    cut: bool = False,
 ) -> Iterator[tuple[list[Segment], float]]:
     """(phones newly settled, time up to which phones are final) as the int16 PCM pieces
-    are decoded; lastly (the remaining phones, the audio's end)."""
+    are decoded; lastly (the remaining phones, the audio's end). With ``cut``, the phone
+    that spans the settled edge is given up to the edge, and its rest later as a phone of
+    the same name: a frame in a long vowel need not wait for the vowel's end."""
     decoder = decoder or phone_decoder()
     until = decoded = look_at = 0.0
     decoder.start_utt()
@@ -110,12 +117,25 @@ def settled(
         if decoded < look_at + look_every_s:
             continue
         look_at = decoded
-        fresh = [p for p in segments(decoder) if p[1] >= until and p[2] < decoded - settle_s]
+        edge = decoded - settle_s
+        if cut:
+            fresh = _after(segments(decoder), until, edge)
+        else:
+            fresh = [p for p in segments(decoder) if p[1] >= until and p[2] < edge]
         if fresh:
             until = fresh[-1][2]
             yield fresh, until
     decoder.end_utt()
-    yield [p for p in segments(decoder) if p[1] >= until], decoded
+    if cut:
+        yield _after(segments(decoder), until, decoded), decoded
+    else:
+        yield [p for p in segments(decoder) if p[1] >= until], decoded
+
+
+def _after(path: list[Segment], since: float, edge: float) -> list[Segment]:
+    """The phones of ``path`` between ``since`` and ``edge``, cut at both."""
+    cut = [(name, max(start, since), min(end, edge)) for name, start, end in path]
+    return [p for p in cut if p[2] > p[1]]
 
 
 def _utterance(stdin: BinaryIO) -> Iterator[bytes]:
@@ -132,7 +152,7 @@ def live() -> None:
     decoder, utt = phone_decoder(), 0
     while stdin.peek(1):
         pieces = _utterance(stdin)
-        out = settled(pieces, decoder, LIVE_SETTLE_S, LIVE_LOOK_EVERY_S)
+        out = settled(pieces, decoder, LIVE_SETTLE_S, LIVE_LOOK_EVERY_S, cut=True)
         for fresh, until in out:
             line = {"utt": utt, "until": until, "phones": fresh, "final": False}
             sys.stdout.write(json.dumps(line) + "\n")

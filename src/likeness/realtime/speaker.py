@@ -7,9 +7,13 @@ drains. A frame goes out with exactly the audio under it, or, while the frames o
 are not ready yet (the voice still synthesising, phones still settling), the replica idles and
 the utterance waits: speech never runs ahead of its lips.
 
-The lips come from phones: the voice's own, aligned to its words, for text; phones recognised
-as the audio streams in (phones.py) for audio. Frames are rendered only where phones are
-known, a few frames ahead of the clock.
+The lips come from phones: the voice's own, timed by the voice, for text; phones recognised
+as the audio streams in (providers/sphinx_live.py) for audio. Frames are rendered only where
+phones are known, a few frames ahead of the clock.
+
+Streamed audio starts at its first sound (what silence leads it is not replayed), and once
+its phones are known a chunk's length ahead: the recogniser's phones advance a chunk at a
+time, so a start with less would stall the mouth (and the voice) mid-word.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Protocol
 
@@ -63,7 +67,10 @@ PhonesFactory = Callable[[OnPhones], LivePhones]
 
 AHEAD_FRAMES = 3  # rendered ahead of the clock: enough to ride out a slow tick
 FEATURE_AHEAD_S = 0.1  # audio past a frame that its features look at
-PHONE_MARGIN_S = 0.1  # audio held back behind the settled phones
+SOUND_RMS = 0.015  # -36 dBFS: over a recording's noise, under any voice's speech
+LEAD_IN_S = 0.03  # kept before the first sound (its soft onset)
+MAX_SKIP_S = 0.5  # of leading silence, at most
+MAX_START_WAIT_S = 0.2  # phones ahead that an audio utterance waits for, at most
 MAX_UTTERANCES = 8  # queued echoes; past that an echo is refused, never buffered without end
 MAX_UTTERANCE_S = 120.0
 
@@ -74,11 +81,15 @@ class _Utterance:
     text: str | None
     live_utt: int | None = None
     rate: int = 0
+    sounding: bool = True  # streamed audio: False until its first sound
+    lead: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # before it
+    origin: int = 0  # input samples dropped before the start
     pending: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    received: int = 0  # input samples
+    received: int = 0  # input samples from the start
     fed: int = 0  # input samples given to the engine
-    phones: list[Phone] = field(default_factory=list)
+    phones: list[Phone] = field(default_factory=list)  # seconds from the first input sample
     phones_until_s: float = math.inf  # text: its phones come with its audio
+    chunk_s: float = 0.0  # the longest chunk of streamed audio so far
     done: bool = False  # no more audio will come
     ended: bool = False  # the engine was told so
     out: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
@@ -248,7 +259,7 @@ class Speaker:
                     events.append(Refused(utt.inference_id, "the echo had no audio to say"))
                 utt = None
         frame, audio, speaking = None, None, False
-        if utt is not None and utt.frames:
+        if utt is not None and utt.frames and (utt.started or self._may_start(utt)):
             k = utt.emitted
             start, stop = audio_span(k, self.fps)
             if utt.out_offset + len(utt.out) >= stop or utt.ended:
@@ -301,14 +312,15 @@ class Speaker:
                     new = _Utterance(command.inference_id, command.text, command.live_utt)
                     if command.live_utt is not None:  # audio: lips wait for its phones
                         new.phones_until_s = 0.0
+                        new.sounding = False
                     self._queue.append(new)
             elif isinstance(command, _Heard):
                 heard = self._find(live_utt=command.utt)
                 if heard is not None:
-                    heard.phones += command.settled.phones
+                    heard.phones = _joined(heard.phones, command.settled.phones)
                     heard.phones_until_s = math.inf if command.final else command.settled.until_s
-                    if heard is self._queue[0] and command.settled.phones:
-                        self.session.push_phones(heard.phones)
+                    if heard is self._queue[0] and command.settled.phones and heard.fed:
+                        self.session.push_phones(_from_start(heard))
             elif isinstance(command, _Failed):
                 failed = self._find(inference_id=command.inference_id)
                 if failed is not None and not failed.started:
@@ -342,6 +354,12 @@ class Speaker:
         if utt.received + len(audio.samples) > MAX_UTTERANCE_S * utt.rate:
             audio = _Audio(audio.inference_id, np.zeros(0, np.float32), utt.rate, True)
             events.append(Refused(utt.inference_id, f"utterance cut at {MAX_UTTERANCE_S:.0f} s"))
+        if audio.sentence is None:
+            utt.chunk_s = max(utt.chunk_s, len(audio.samples) / utt.rate)
+        if not utt.sounding:
+            audio = replace(audio, samples=self._from_sound(utt, audio))
+            if not utt.sounding:
+                return
         offset_s = utt.received / utt.rate
         if audio.sentence is not None:
             utt.said = f"{utt.said} {audio.sentence}".strip()
@@ -349,11 +367,37 @@ class Speaker:
         shifted = [Phone(p.name, offset_s + p.start_s, offset_s + p.end_s) for p in audio.phones]
         utt.phones += shifted
         if audio.phones and utt is self._queue[0]:
-            self.session.push_phones(utt.phones)
+            self.session.push_phones(_from_start(utt))
         utt.pending = np.concatenate([utt.pending, audio.samples])
         utt.received += len(audio.samples)
         utt.out = np.concatenate([utt.out, self._to_output(utt, audio)])
         utt.done = audio.done
+
+    @staticmethod
+    def _from_sound(utt: _Utterance, audio: _Audio) -> np.ndarray:
+        """Streamed audio before its first sound (three 10 ms windows in a row as loud as
+        SOUND_RMS) is held; from the sound on, the samples from LEAD_IN_S before it are the
+        utterance's. At most MAX_SKIP_S is skipped (a voice too quiet to be found is not
+        lost), and an utterance that ends silent is said as it is."""
+        held = np.concatenate([utt.lead, audio.samples])
+        window = max(1, utt.rate // 100)
+        n = len(held) // window
+        loud = np.sqrt(np.mean(held[: n * window].reshape(n, window) ** 2, axis=1)) >= SOUND_RMS
+        sound = np.flatnonzero(loud[:-2] & loud[1:-1] & loud[2:]) if n >= 3 else loud[:0]
+        lead_in = int(LEAD_IN_S * utt.rate)
+        may_skip = max(0, int(MAX_SKIP_S * utt.rate) - utt.origin)
+        if sound.size:
+            start = min(max(0, int(sound[0]) * window - lead_in), may_skip)
+        elif audio.done:
+            start = 0
+        else:  # keep what a sound found in the next chunk could still need
+            start = min(max(0, (n - 2) * window - lead_in), may_skip)
+            if start < may_skip:
+                utt.origin += start
+                utt.lead = held[start:]
+                return held[:0]
+        utt.sounding, utt.origin, utt.lead = True, utt.origin + start, held[:0]
+        return held[start:]
 
     def _to_output(self, utt: _Utterance, audio: _Audio) -> np.ndarray:
         """The audio at the output rate. Text comes in whole sentences (resampled at once);
@@ -381,15 +425,17 @@ class Speaker:
     def _render_ahead(self, utt: _Utterance) -> None:
         """Give the engine the audio of the next few frames (where phones are known) and
         take the frames it can make."""
-        if len(utt.frames) >= AHEAD_FRAMES or utt.ended or utt.rate == 0:
+        if len(utt.frames) >= AHEAD_FRAMES or utt.ended or utt.rate == 0 or not utt.sounding:
             return
         want_s = (utt.emitted + len(utt.frames) + AHEAD_FRAMES + 1) / self.fps + FEATURE_AHEAD_S
         limit = min(utt.received, int(want_s * utt.rate))
+        # Audio only up to the phones known: a frame is made once the audio past its end is
+        # (its features look ahead), so every frame made has its phones.
         if utt.phones_until_s != math.inf:
-            limit = min(limit, int((utt.phones_until_s - PHONE_MARGIN_S) * utt.rate))
+            limit = min(limit, int(self._known_s(utt) * utt.rate))
         if limit > utt.fed:
             if utt.fed == 0 and utt.phones:
-                self.session.push_phones(utt.phones)
+                self.session.push_phones(_from_start(utt))
             take = limit - utt.fed
             self.session.push_audio(utt.pending[:take], utt.rate)
             utt.pending = utt.pending[take:]
@@ -398,6 +444,19 @@ class Speaker:
             self.session.end_audio()
             utt.ended = True
         utt.frames.extend(self.session.pull())
+
+    @staticmethod
+    def _known_s(utt: _Utterance) -> float:
+        """Seconds from the start whose phones are known."""
+        return utt.phones_until_s - utt.origin / max(utt.rate, 1)
+
+    def _may_start(self, utt: _Utterance) -> bool:
+        """Streamed audio starts once its phones are known a chunk (and the look-ahead of
+        the frames' features) past its start, or all are: streamed in real time, the mouth
+        then does not stall while the next chunk comes."""
+        if utt.text is not None or utt.phones_until_s == math.inf:
+            return True
+        return self._known_s(utt) >= min(utt.chunk_s, MAX_START_WAIT_S) + FEATURE_AHEAD_S
 
     def _take(self, utt: _Utterance, start: int, stop: int) -> np.ndarray:
         """Output samples [start, stop) of the utterance, zero past its end; trims the rest."""
@@ -408,3 +467,26 @@ class Speaker:
         utt.out = utt.out[max(hi, 0) :]
         utt.out_offset = stop
         return audio
+
+
+def _joined(phones: list[Phone], more: Iterable[Phone]) -> list[Phone]:
+    """``phones`` then ``more``, a phone continued across the two (the recogniser cuts the
+    phone at its settled edge) made one again."""
+    out = list(phones)
+    for phone in more:
+        last = out[-1] if out else None
+        if last is not None and last.name == phone.name and abs(last.end_s - phone.start_s) < 1e-6:
+            out[-1] = Phone(last.name, last.start_s, phone.end_s)
+        else:
+            out.append(phone)
+    return out
+
+
+def _from_start(utt: _Utterance) -> list[Phone]:
+    """The utterance's phones in seconds from its start (streamed audio: its first sound)."""
+    origin_s = utt.origin / max(utt.rate, 1)
+    return [
+        Phone(p.name, max(0.0, p.start_s - origin_s), p.end_s - origin_s)
+        for p in utt.phones
+        if p.end_s > origin_s
+    ]
