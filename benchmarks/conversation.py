@@ -4,19 +4,22 @@ the real realtime stack (LiveConversation + WebRTC) and times what it receives.
     .venv/bin/python benchmarks/conversation.py [--bundle DIR] [--max-streams N]
 
 Default replica: the 1024x768 face-512 one of benchmarks/streaming.py (trained once, cached),
-streamed at 512 px tall. Prints: echo text -> first loud audio at the client (the replica's
-first speaking frame goes out with it: one clock), echo audio's first chunk -> first loud
-audio, interrupt -> silence, frames/s received, CPU and RSS per conversation, and how many
-concurrent conversations hold >= 25 fps. Client and server share this process and its cores,
-so the figures are an upper bound of the server's cost; the latencies include the aiortc
-client's own jitter buffer (a browser's adapts lower). Echo audio is sent in real time (100 ms
-chunks every 100 ms); its speech starts 0.26 s in, in the third chunk, so the echo audio figure
-runs from that chunk's sending (the first speech sample's arrival), not from the first chunk's.
+streamed at 512 px tall. Prints, for one conversation: echo text -> its first speaking frame
+and its first loud audio at the client, echo audio's first speech chunk -> the same, interrupt
+-> silence, frames/s received, and ticks the mouth stalled in speech. A frame at the client is
+known by its RTP timestamp (the tick it shows); the audio is later than its frame by the aiortc
+client's own jitter buffer, a fixed 4 packets (80 ms; a browser's adapts, ~20-40 ms on a LAN,
+and plays both together). Echo audio is sent in real time (100 ms chunks on a fixed schedule);
+its speech starts 0.27 s in, in the third chunk, so its figures run from that chunk's sending.
 
 Each latency is split into stages, stamped in the server on the same clock (one process):
-message in, the voice's first sentence (synthesised and aligned) or the first settled phones,
-the first speaking tick made (rendered, on the clock), and the rest (queue to the track,
-encode, RTP, the client's jitter buffer and decode) up to the client.
+message in, the voice's first piece (synthesised and timed) or the first settled phones, the
+first speaking tick made (rendered, on the clock), and the rest (queue to the track, encode,
+RTP, the client's jitter buffer and decode) up to the client.
+
+Then N = 2, 3, ... conversations at once, their clients in a separate process (as browsers
+would be): frames/s each receives, and the server's CPU (its process and its children: the
+voice, each call's phone recogniser) and RSS per conversation, until one falls below 25 fps.
 """
 
 from __future__ import annotations
@@ -24,10 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
+import itertools
 import json
+import multiprocessing
+import os
 import resource
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -37,28 +45,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 LOUD, QUIET = 0.02, 0.005  # rms of a received 20 ms audio frame
 CID = "cbench"
-SPEECH_CHUNK = 2  # the 100 ms chunk that holds the clip's first speech sample (0.26 s)
+SPEECH_CHUNK = 2  # the 100 ms chunk that holds the clip's first speech sample (0.27 s)
+VIDEO_CLOCK_HZ = 90000  # RTP's video clock
 
 
 class Stamps:
-    """When each stage of the server first happened (perf_counter), per message sent."""
+    """When each stage of the server first happened (perf_counter), per message sent; the
+    tick each utterance started at; whether each tick spoke."""
 
     def __init__(self) -> None:
         self.at: dict[str, float] = {}
+        self.started_tick = -1
+        self.speaking: list[bool] = []
+        self.first_sent_tick = -1  # the first tick the video track sent
 
     def mark(self, name: str) -> None:
         self.at.setdefault(name, time.perf_counter())
 
     def reset(self) -> None:
         self.at.clear()
+        self.started_tick = -1
+
+    def stalls(self) -> int:
+        """Ticks that did not speak between two that did (the voice and mouth paused)."""
+        spoke = [k for k, s in enumerate(self.speaking) if s]
+        gaps = [b - a - 1 for a, b in itertools.pairwise(spoke) if 1 < b - a < 10]
+        return sum(gaps)
 
 
-def instrumented(live: Any, voice: Any, stamps: Stamps) -> None:
-    """Stamps the server's stages of ``live`` (wrapping its voice, phones and events)."""
+def instrumented(live: Any, stamps: Stamps) -> None:
+    """Stamps the server's stages of ``live`` (wrapping its voice, phones, ticks, events)."""
     from likeness.realtime.frames import Started, Stopped
+    from likeness.realtime.webrtc.tracks import ReplicaVideoTrack
 
     speaker = live.speaker
     say, phones_factory, on_speaker = speaker._voice, speaker._phones_factory, live._on_speaker
+    make_tick = live._tick
 
     def timed_say(text: str) -> Any:
         for chunk in say(text):
@@ -76,12 +98,27 @@ def instrumented(live: Any, voice: Any, stamps: Stamps) -> None:
     def timed_events(event: Any) -> None:
         if isinstance(event, Started):
             stamps.mark("tick")
+            stamps.started_tick = live.ticks
         if isinstance(event, Stopped) and event.interrupted:
             stamps.mark("silent tick")
         on_speaker(event)
 
+    def timed_tick() -> Any:
+        tick = make_tick()
+        stamps.speaking.append(tick.speaking)
+        return tick
+
+    recv = ReplicaVideoTrack.recv
+
+    async def timed_recv(track: Any) -> Any:
+        frame = await recv(track)
+        if stamps.first_sent_tick < 0:
+            stamps.first_sent_tick = int(frame.pts)
+        return frame
+
     speaker._voice, speaker._phones_factory = timed_say, timed_phones
-    live._on_speaker = timed_events
+    live._on_speaker, live._tick = timed_events, timed_tick
+    ReplicaVideoTrack.recv = timed_recv  # type: ignore[method-assign]  # this benchmark's one call
 
 
 def stages(since: float, stamps: Stamps, names: list[str], client_s: float) -> str:
@@ -114,7 +151,7 @@ class Participant:
         self.pc.addTransceiver("audio", direction="recvonly")
         self.pc.addTransceiver("video", direction="recvonly")
         self.channel = self.pc.createDataChannel("app-message")
-        self.video: list[float] = []  # arrival times
+        self.video: list[tuple[float, int]] = []  # (arrival, RTP timestamp)
         self.audio: list[tuple[float, float]] = []  # (arrival, rms)
         self.pc.on("track", lambda t: asyncio.ensure_future(self._read(t)))
 
@@ -126,21 +163,27 @@ class Participant:
                 frame = await track.recv()
                 now = time.perf_counter()
                 if track.kind == "video":
-                    self.video.append(now)
+                    self.video.append((now, int(frame.pts)))
                 else:
                     pcm = frame.to_ndarray().astype(np.float32) / 32768.0
                     self.audio.append((now, float(np.sqrt(np.mean(pcm**2)))))
         except MediaStreamError:
             pass
 
-    async def join(self, call: Any) -> None:
+    async def offer(self) -> str:
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        return str(self.pc.localDescription.sdp)
+
+    async def answered(self, sdp: str) -> None:
         from aiortc import RTCSessionDescription
 
-        await self.pc.setLocalDescription(await self.pc.createOffer())
-        _, answer = await call.join(self.pc.localDescription.sdp)
-        await self.pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
         while self.channel.readyState != "open" or len(self.video) < 10:
             await asyncio.sleep(0.01)
+
+    async def join(self, call: Any) -> None:
+        _, answer = await call.join(await self.offer())
+        await self.answered(answer)
 
     async def first(self, since: float, loud: bool, timeout_s: float = 10.0) -> float:
         """Seconds from ``since`` to the first audio frame that is loud (or quiet)."""
@@ -152,6 +195,24 @@ class Participant:
             await asyncio.sleep(0.005)
         return float("nan")
 
+    async def frame_of(self, tick: Any, first_sent: int, fps: float, since: float) -> float:
+        """Seconds from ``since`` to the arrival of the frame of tick ``tick()`` (or the next
+        one that came: a late frame may be dropped on the way)."""
+        per_tick = VIDEO_CLOCK_HZ / fps
+        deadline = time.perf_counter() + 10.0
+        while time.perf_counter() < deadline:
+            if tick() >= 0:
+                origin = self.video[0][1] - first_sent * per_tick
+                for at, pts in self.video:
+                    if round((pts - origin) / per_tick) >= tick():
+                        return at - since
+            await asyncio.sleep(0.005)
+        return float("nan")
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
 
 async def one(model: Any, voice: Any, max_height: int) -> None:
     from likeness.media.audio import read_audio, to_int16
@@ -161,7 +222,7 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
 
     live = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones, Look(max_height))
     stamps = Stamps()
-    instrumented(live, voice, stamps)
+    instrumented(live, stamps)
     call = Call(live, ice=[])
     call.start()
     client = Participant()
@@ -169,10 +230,20 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     frames0 = len(client.video)
 
+    def started() -> int:
+        return stamps.started_tick
+
+    async def frame_and_audio(sent: float) -> tuple[float, float]:
+        frame = asyncio.ensure_future(
+            client.frame_of(started, stamps.first_sent_tick, model.fps, sent)
+        )
+        audio = await client.first(sent, loud=True)
+        return await frame, audio
+
     stamps.reset()
     sent = time.perf_counter()
     client.channel.send(envelope("conversation.echo", text="Hello there, how are you today?"))
-    text_s = await client.first(sent, loud=True)
+    text_frame_s, text_s = await frame_and_audio(sent)
     text_stages = stages(sent, stamps, ["voice", "tick"], text_s)
     await asyncio.sleep(3.0)
 
@@ -181,7 +252,9 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
     pcm = to_int16(samples[: 24000 * 3]).tobytes()
     step = 4800  # 100 ms chunks, as pipecat streams them
     stamps.reset()
+    t0 = time.perf_counter()
     for n, i in enumerate(range(0, len(pcm), step)):
+        await asyncio.sleep(max(0.0, t0 + 0.1 * n - time.perf_counter()))  # real time
         chunk = base64.b64encode(pcm[i : i + step]).decode()
         if n == SPEECH_CHUNK:
             sent = time.perf_counter()
@@ -190,9 +263,8 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
             inference_id="a1", done=i + step >= len(pcm),
         ))  # fmt: skip
         if n == SPEECH_CHUNK:
-            audio_task = asyncio.ensure_future(client.first(sent, loud=True))
-        await asyncio.sleep(0.1)
-    audio_s = await audio_task
+            audio_task = asyncio.ensure_future(frame_and_audio(sent))
+    audio_frame_s, audio_s = await audio_task
     audio_stages = stages(sent, stamps, ["phones", "tick"], audio_s)
     await asyncio.sleep(1.0)
 
@@ -210,46 +282,109 @@ async def one(model: Any, voice: Any, max_height: int) -> None:
     fps = (len(client.video) - frames0) / wall
     cpu = (time.process_time() - cpu0) / wall * 100
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"echo text -> first speaking audio at the client: {text_s * 1000:.0f} ms")
+    print(f"echo text -> first speaking frame at the client: {_ms(text_frame_s)}; "
+          f"its first loud audio: {_ms(text_s)}")  # fmt: skip
     print(f"    {text_stages}")
     print(
-        "echo audio, the chunk with its first speech sample -> first lip-synced audio at "
-        f"the client: {audio_s * 1000:.0f} ms"
+        "echo audio, the chunk with its first speech sample -> first lip-synced frame at the "
+        f"client: {_ms(audio_frame_s)}; its first loud audio: {_ms(audio_s)}"
     )
     print(f"    {audio_stages}")
-    print(f"interrupt -> silence at the client: {interrupt_s * 1000:.0f} ms")
+    print(f"interrupt -> silence at the client: {_ms(interrupt_s)}")
     print(f"    {interrupt_stages}")
-    print(f"frames/s received: {fps:.1f}; process CPU {cpu:.0f} % of a core (client included)")
+    print(f"frames/s received: {fps:.1f}; ticks the speech stalled: {stamps.stalls()}; "
+          f"process CPU {cpu:.0f} % of a core (client included)")  # fmt: skip
     print(f"peak RSS of the process: {rss_mb:.0f} MB")
     await client.pc.close()
     await call.close()
 
 
-async def concurrent(model: Any, voice: Any, max_height: int, n: int) -> list[float]:
+# -- concurrent conversations, their clients in another process --------------------------------
+def clients_main(n: int, pipe: Connection) -> None:
+    """The client process: ``n`` participants, offers out and answers in through ``pipe``;
+    each says a long echo, then the frames/s each received over 5 s go back."""
+
+    async def run() -> list[float]:
+        clients = [Participant() for _ in range(n)]
+        for client in clients:
+            pipe.send(await client.offer())
+            await client.answered(pipe.recv())
+        pipe.send("joined")
+        pipe.recv()  # the server is measuring
+        text = "Counting frames while I talk. " * 3
+        for client in clients:
+            client.channel.send(envelope("conversation.echo", text=text))
+        start = [len(c.video) for c in clients]
+        await asyncio.sleep(5.0)
+        rates = [(len(c.video) - s) / 5.0 for c, s in zip(clients, start, strict=True)]
+        for client in clients:
+            await client.pc.close()
+        return rates
+
+    pipe.send(asyncio.run(run()))
+
+
+def _children() -> list[int]:
+    pids = []
+    for task in Path("/proc/self/task").iterdir():
+        pids += [int(p) for p in (task / "children").read_text().split()]
+    return pids
+
+
+def _cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def server_tree(but: int) -> tuple[float, float]:
+    """(CPU seconds, RSS MB) of this process and its children, but the one ``but``."""
+    cpu, rss = time.process_time(), _rss_mb(os.getpid())
+    for pid in _children():
+        if pid != but:
+            with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+                cpu, rss = cpu + _cpu_s(pid), rss + _rss_mb(pid)
+    return cpu, rss
+
+
+async def concurrent(
+    model: Any, voice: Any, max_height: int, n: int
+) -> tuple[list[float], float, float]:
+    """(frames/s each client received, server CPU % of a core and RSS MB per conversation)."""
     from likeness.providers.sphinx_live import SphinxLivePhones
     from likeness.realtime.call import Call
     from likeness.realtime.session import LiveConversation, Look
 
-    calls, clients = [], []
+    mine, theirs = multiprocessing.get_context("spawn").Pipe()
+    process = multiprocessing.get_context("spawn").Process(target=clients_main, args=(n, theirs))
+    process.start()
+    loop = asyncio.get_running_loop()
+    _, rss0 = server_tree(process.pid or 0)
+    calls = []
     for _ in range(n):
         live = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones, Look(max_height))
         call = Call(live, ice=[])
         call.start()
-        client = Participant()
-        await client.join(call)
+        offer = await loop.run_in_executor(None, mine.recv)
+        mine.send((await call.join(offer))[1])
         calls.append(call)
-        clients.append(client)
-    for client in clients:
-        client.channel.send(
-            envelope("conversation.echo", text="Counting frames while I talk. " * 3)
-        )
-    start = [len(c.video) for c in clients]
-    await asyncio.sleep(5.0)
-    rates = [(len(c.video) - s) / 5.0 for c, s in zip(clients, start, strict=True)]
-    for client, call in zip(clients, calls, strict=True):
-        await client.pc.close()
+    await loop.run_in_executor(None, mine.recv)  # all joined
+    cpu0, _ = server_tree(process.pid or 0)
+    wall0 = time.perf_counter()
+    mine.send("go")
+    rates = await loop.run_in_executor(None, mine.recv)
+    cpu1, rss1 = server_tree(process.pid or 0)
+    wall = time.perf_counter() - wall0
+    for call in calls:
         await call.close()
-    return rates
+    process.join()
+    return rates, (cpu1 - cpu0) / wall * 100 / n, (rss1 - rss0) / n
 
 
 def main() -> None:
@@ -272,8 +407,10 @@ def main() -> None:
     list(voice.say("Ready."))
     asyncio.run(one(model, voice, args.max_height))
     for n in range(2, args.max_streams + 1):
-        rates = asyncio.run(concurrent(model, voice, args.max_height, n))
-        print(f"{n} concurrent conversations: frames/s " + ", ".join(f"{r:.1f}" for r in rates))
+        rates, cpu, rss = asyncio.run(concurrent(model, voice, args.max_height, n))
+        each = ", ".join(f"{r:.1f}" for r in rates)
+        print(f"{n} concurrent conversations: frames/s {each}; server per conversation: "
+              f"CPU {cpu:.0f} % of a core, RSS {rss:.0f} MB")  # fmt: skip
         if min(rates) < 25:
             break
     voice.close()
