@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from likeness.media.audio import read_audio, resample
-from likeness.providers import asr_whisper
+from likeness.providers import asr_sphinx, asr_whisper, phones_whisper
 from likeness.providers.asr_whisper import WhisperAsr
-from likeness.providers.base import Asr, AudioChunk, Transcript
+from likeness.providers.base import Asr, AudioChunk, Phone, PhoneRecognizer, Transcript, Word
+from likeness.providers.phones_whisper import WhisperPhones
 from likeness.providers.spelling import said, word_error_rate
 
 from .conftest import FIXTURES
@@ -25,6 +26,7 @@ TRUTH = {
     "there might be prudently in his power to do for them",
     "librivox_0880.wav": "he was not an ill disposed young man",
 }
+VM_INTRO = "please leave your message after the tone when done hang up or press the pound key"
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,7 +58,7 @@ def _heard(asr: WhisperAsr, samples: np.ndarray, rate: int, pace: float) -> list
 def test_whisper_hears_real_speech_with_its_words_timed() -> None:
     samples, rate = _speech("librivox_0870.wav")
     asr = WhisperAsr()
-    assert isinstance(asr, Asr)
+    assert isinstance(asr, Asr) and isinstance(WhisperPhones(), PhoneRecognizer)
     words = asr_whisper.words(samples, rate)
     heard = asr_whisper.text_of(words)
     error = word_error_rate(TRUTH["librivox_0870.wav"], heard)
@@ -96,7 +98,7 @@ def test_a_long_utterance_is_closed_at_its_committed_words_and_loses_none() -> N
     """Unbroken speech longer than max_segment_s: what two decodes agreed on is made final,
     and the rest goes on as the next segment (what bounds a 2-minute monologue's memory)."""
     samples, rate = _speech("librivox_0870.wav")  # 7.1 s without a pause
-    got = _heard(WhisperAsr(max_segment_s=3.0), samples, rate, pace=0.5)
+    got = _heard(WhisperAsr(max_segment_s=3.0), samples, rate, pace=0)
     finals = [t for t in got if t.final]
     assert len(finals) >= 2, got
     together = " ".join(t.text for t in finals)
@@ -128,3 +130,59 @@ def test_said_writes_out_what_whisper_abbreviates() -> None:
     )
     assert word_error_rate("and mister john", "And Mr. John.") == 0.0
     assert word_error_rate("a b c d", "a x c") == 0.5
+
+
+def _centres_inside(phones: list[Phone], reference: list[Phone]) -> float:
+    """Of the phones that are not silence, the share whose centre falls inside a reference
+    phone of the same name."""
+    spoken = [p for p in phones if p.name != "SIL"]
+    inside = sum(
+        any(
+            r.name == p.name and r.start_s <= (p.start_s + p.end_s) / 2 < r.end_s for r in reference
+        )
+        for p in spoken
+    )
+    return inside / len(spoken)
+
+
+def test_phones_of_heard_words_are_those_of_the_true_words() -> None:
+    """An audio without a script: Whisper's words aligned to phones time them as an alignment
+    to the true transcript does; the free phone recogniser (the old way) does not."""
+    samples, rate = _speech("librivox_0870.wav")
+    speech = resample(samples, rate, asr_sphinx.SAMPLE_RATE_HZ)
+    reference = asr_sphinx.align(speech, TRUTH["librivox_0870.wav"])
+    settled = list(WhisperPhones().settle(samples, rate))
+    phones = [p for s in settled for p in s.phones]
+    heard, free = (
+        _centres_inside(phones, reference),
+        _centres_inside(asr_sphinx.recognise(speech), reference),
+    )
+    print(f"phone centres inside the true alignment's: heard words {heard:.0%}, free {free:.0%}")
+    assert heard >= 0.95 and free < 0.8
+    # settled in order, each batch's phones before its until_s, the last at the audio's end
+    untils = [s.until_s for s in settled]
+    assert untils == sorted(untils) and untils[-1] == pytest.approx(len(speech) / 16000)
+    assert all(p.end_s <= s.until_s + 1e-6 for s in settled for p in s.phones)
+    assert all(a.end_s == pytest.approx(b.start_s) for a, b in itertools.pairwise(phones))
+    # a script's words are aligned as they are written, heard or not
+    assert WhisperPhones().phones(samples, rate, TRUTH["librivox_0870.wav"]) == reference
+
+
+def test_a_word_the_dictionary_lacks_is_pronounced_by_rule_and_aligned() -> None:
+    """A woman at 8 kHz; "PBX"-like words are not in PocketSphinx's dictionary: espeak-ng's
+    letter-to-sound rules pronounce them, so the stretch is aligned, not recognised freely."""
+    assert phones_whisper.pronounce("pbx") == ["P", "IY", "B", "IY", "EH", "K", "S"]
+    assert phones_whisper.pronounce("zorblax") == ["Z", "AO", "R", "B", "L", "AE", "K", "S"]
+    samples, rate = _speech("allison_vm-intro.wav")
+    words = asr_whisper.words(samples, rate)
+    error = word_error_rate(VM_INTRO, asr_whisper.text_of(words))
+    print(f"whisper WER at 8 kHz {error:.1%}")
+    assert error <= 0.1
+    assert words[2].text == "your"
+    misspelt = [*words[:2], Word("yorr", words[2].start_s, words[2].end_s), *words[3:]]
+    speech = resample(samples, rate, 16000)
+    decoder = asr_sphinx.word_decoder()
+    assert decoder.lookup_word("yorr") is None
+    phones = phones_whisper._stretch(speech, decoder, misspelt, 0.0, len(speech) / 16000)
+    names = " ".join(p.name for p in phones if p.name != "SIL")
+    assert names.startswith("P L IY Z L IY V Y AO R M EH S")  # Please leave yorr mes…

@@ -150,8 +150,8 @@ def render(
     from likeness.engines.registry import get_engine
     from likeness.media.audio import read_audio
     from likeness.media.probe import Undecodable
-    from likeness.providers.asr_sphinx import SphinxPhones
     from likeness.providers.base import Phone, PhoneRecognizer
+    from likeness.providers.phones_whisper import WhisperPhones
     from likeness.providers.script import speak
     from likeness.rendering.frames import AudioFrame
     from likeness.rendering.offline import render_mp4
@@ -171,7 +171,7 @@ def render(
         bundle = runtime.storage.path(f"{service.work_key(row.id)}/{row.artifacts['bundle']}")
         engine_name = row.engine
     started = time.perf_counter()
-    phones: list[Phone] | PhoneRecognizer = SphinxPhones()  # recognised while rendering
+    phones: list[Phone] | PhoneRecognizer = WhisperPhones()  # heard while rendering
     if audio is not None:
         try:
             samples, rate = read_audio(audio)

@@ -27,8 +27,8 @@ from likeness.media.probe import Undecodable
 from likeness.media.video import iter_frames
 from likeness.models import Replica, Video
 from likeness.models.replica import work_key
-from likeness.providers.asr_sphinx import SphinxPhones
 from likeness.providers.base import Phone
+from likeness.providers.phones_whisper import WhisperPhones
 from likeness.providers.script import speak
 from likeness.providers.tts_piper import TooLong as SpeechTooLong
 from likeness.providers.tts_piper import Unspeakable
@@ -108,7 +108,8 @@ def render(ctx: JobContext, video_id: str) -> None:
                 model,
                 AudioFrame(samples, rate),
                 work,
-                SphinxPhones() if phones is None else phones,  # None: recognised meanwhile
+                # None: the words are heard and aligned to phones while the frames render
+                WhisperPhones() if phones is None else phones,
                 transparent=transparent,
                 background=_background(ctx, background, work),
                 on_frame=_Progress(claim),

@@ -1,0 +1,154 @@
+"""The phones of speech whose words nobody wrote down (an ``audio_url`` render): Whisper
+hears the words (asr_whisper), PocketSphinx force-aligns the audio to them (asr_sphinx's
+alignment), so the lips follow the dictionary's phones of what was said instead of a free
+phone recogniser's guesses (ADR 0006, addendum).
+
+The audio is aligned a stretch at a time, cut in the pauses between Whisper's words: a
+stretch is the words between two pauses of at least ``PAUSE_S``, with ``PAD_S`` of audio
+either side (Whisper's word times are off by a tenth of a second or two); what lies between
+stretches is silence. A word the dictionary lacks ("PBX") is given a pronunciation by
+espeak-ng's letter-to-sound rules (in the Piper wheel); a stretch that still cannot be aligned
+(Whisper heard words that are not there) gets the free phone recogniser's phones instead."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import threading
+import unicodedata
+from collections.abc import AsyncGenerator, AsyncIterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from likeness.media.audio import resample
+from likeness.providers import asr_sphinx, asr_whisper
+from likeness.providers.asr_sphinx import SphinxPhones
+from likeness.providers.base import AudioChunk, Phone, PhoneRecognizer, SettledPhones, Word
+from likeness.providers.spelling import said
+
+SAMPLE_RATE_HZ = asr_sphinx.SAMPLE_RATE_HZ
+PAUSE_S = 0.25  # a gap between words at least this long may cut the audio
+PAD_S = 0.4  # audio either side of a stretch's words, for Whisper's loose word times
+SILENCE = "SIL"
+
+
+class WhisperPhones:
+    """Phone timings of words heard by Whisper and aligned by PocketSphinx (the
+    ``PhoneRecognizer`` port). A script's words are aligned as SphinxPhones aligns them;
+    live audio (``stream``) keeps PocketSphinx's phone recogniser, which settles phones
+    within a fraction of a second, where Whisper needs the words' end."""
+
+    def phones(
+        self, samples: np.ndarray, sample_rate_hz: int, text: str | None = None
+    ) -> list[Phone]:
+        if text:
+            return asr_sphinx.phones(samples, sample_rate_hz, text)
+        return [p for settled in self.settle(samples, sample_rate_hz) for p in settled.phones]
+
+    def settle(self, samples: np.ndarray, sample_rate_hz: int) -> Iterator[SettledPhones]:
+        """A stretch's phones as soon as Whisper has heard the words after the pause that
+        ends it (Whisper decodes 30 s at a time), and the last ones at the audio's end."""
+        audio = resample(np.asarray(samples, np.float32), sample_rate_hz, SAMPLE_RATE_HZ)
+        end_s = len(audio) / SAMPLE_RATE_HZ
+        decoder = asr_sphinx.word_decoder()
+        done_s = 0.0
+        stretch: list[Word] = []
+        with contextlib.closing(asr_whisper.segments(audio, SAMPLE_RATE_HZ)) as heard:
+            for segment in heard:
+                for word in segment:
+                    if stretch and word.start_s - stretch[-1].end_s >= PAUSE_S:
+                        cut_s = (stretch[-1].end_s + word.start_s) / 2
+                        yield SettledPhones(
+                            tuple(_stretch(audio, decoder, stretch, done_s, cut_s)), cut_s
+                        )
+                        done_s, stretch = cut_s, []
+                    stretch.append(word)
+        phones = _stretch(audio, decoder, stretch, done_s, end_s) if stretch else []
+        if not stretch and end_s > done_s:
+            phones = [Phone(SILENCE, done_s, end_s)]
+        yield SettledPhones(tuple(phones), end_s)
+
+    async def stream(self, audio: AsyncIterable[AudioChunk]) -> AsyncGenerator[SettledPhones, None]:
+        async for settled in SphinxPhones().stream(audio):
+            yield settled
+
+
+def _stretch(
+    audio: np.ndarray, decoder: Any, words: list[Word], from_s: float, to_s: float
+) -> list[Phone]:
+    """The phones of ``audio`` from ``from_s`` to ``to_s`` (seconds), which holds ``words``:
+    silence, then the words' aligned phones (PAD_S either side), then silence."""
+    start_s = max(from_s, words[0].start_s - PAD_S)
+    stop_s = min(to_s, words[-1].end_s + PAD_S)
+    piece = audio[int(start_s * SAMPLE_RATE_HZ) : int(stop_s * SAMPLE_RATE_HZ)]
+    spoken = [w for word in words for w in said(word.text)]
+    for word in spoken:
+        _know(decoder, word)
+    _, found = asr_sphinx.align_words(piece, " ".join(spoken), decoder)
+    if not found:  # a word that is not there, or one no pronunciation fits
+        found = asr_sphinx.recognise(piece)
+    phones = [Phone(SILENCE, from_s, start_s)] if start_s > from_s else []
+    phones += [Phone(p.name, start_s + p.start_s, start_s + p.end_s) for p in found]
+    if to_s > stop_s:
+        phones.append(Phone(SILENCE, stop_s, to_s))
+    return phones
+
+
+def _know(decoder: Any, word: str) -> None:
+    """Give the decoder's dictionary ``word`` if it lacks it, pronounced by espeak-ng's
+    letter-to-sound rules (a word it cannot pronounce stays unknown)."""
+    if decoder.lookup_word(word) is None:
+        phones = pronounce(word)
+        if phones:
+            decoder.add_word(word, " ".join(phones), True)
+
+
+# espeak-ng's IPA (en-us) → the CMU phones of PocketSphinx's US-English model; the longest
+# match is taken first ("aɪ" before "a"), after stress and length marks are dropped.
+_IPA = {
+    "aɪ": ["AY"], "aʊ": ["AW"], "eɪ": ["EY"], "oʊ": ["OW"], "əʊ": ["OW"], "ɔɪ": ["OY"],
+    "tʃ": ["CH"], "dʒ": ["JH"], "ɪɹ": ["IH", "R"], "ɛɹ": ["EH", "R"], "ʊɹ": ["UH", "R"],
+    "ɑɹ": ["AA", "R"], "ɔɹ": ["AO", "R"], "oɹ": ["AO", "R"], "ɚɹ": ["ER"], "ɜɹ": ["ER"],
+    "n̩": ["AH", "N"],
+    "l̩": ["AH", "L"], "i": ["IY"], "ɪ": ["IH"], "ᵻ": ["IH"], "e": ["EH"], "ɛ": ["EH"],
+    "æ": ["AE"], "a": ["AA"], "ɑ": ["AA"], "ɒ": ["AA"], "ɔ": ["AO"], "o": ["OW"],
+    "ʊ": ["UH"], "u": ["UW"], "ʌ": ["AH"], "ə": ["AH"], "ɐ": ["AH"], "ɚ": ["ER"],
+    "ɜ": ["ER"], "p": ["P"], "b": ["B"], "t": ["T"], "d": ["D"], "ɾ": ["T"], "k": ["K"],
+    "ɡ": ["G"], "g": ["G"], "x": ["K"], "f": ["F"], "v": ["V"], "θ": ["TH"], "ð": ["DH"],
+    "s": ["S"], "z": ["Z"], "ʃ": ["SH"], "ʒ": ["ZH"], "h": ["HH"], "m": ["M"], "n": ["N"],
+    "ŋ": ["NG"], "l": ["L"], "ɫ": ["L"], "ɹ": ["R"], "r": ["R"], "j": ["Y"], "w": ["W"],
+}  # fmt: skip
+_MARKS = set("ˈˌːˑʲʔ")
+_espeak = threading.Lock()  # espeak-ng keeps one state per process
+
+
+def pronounce(word: str) -> list[str]:
+    """CMU phones for a word by espeak-ng's letter-to-sound rules ("pbx" → P IY B IY EH K
+    S); [] when it gives none."""
+    with _espeak:
+        sentences = _phonemizer().phonemize("en-us", word)
+    ipa = unicodedata.normalize("NFC", "".join(c for sentence in sentences for c in sentence))
+    ipa = "".join(c for c in ipa if c not in _MARKS)
+    phones: list[str] = []
+    at = 0
+    while at < len(ipa):
+        for size in (3, 2, 1):
+            if ipa[at : at + size] in _IPA:
+                phones += _IPA[ipa[at : at + size]]
+                at += size
+                break
+        else:
+            at += 1  # punctuation, a pause, or a sound with no CMU phone: dropped
+    return phones
+
+
+@functools.cache
+def _phonemizer() -> Any:
+    from piper.phonemize_espeak import EspeakPhonemizer
+
+    return EspeakPhonemizer()
+
+
+if TYPE_CHECKING:  # conforms to its port: mypy checks every signature here
+    _phones: PhoneRecognizer = WhisperPhones()
