@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from likeness.media.audio import resample
-from likeness.providers import asr_sphinx, asr_whisper
+from likeness.providers import asr_sphinx, asr_whisper, piper_phones
 from likeness.providers.asr_sphinx import SphinxPhones
 from likeness.providers.base import AudioChunk, Phone, PhoneRecognizer, SettledPhones, Word
 from likeness.providers.spelling import said
@@ -104,42 +104,26 @@ def _know(decoder: Any, word: str) -> None:
             decoder.add_word(word, " ".join(phones), True)
 
 
-# espeak-ng's IPA (en-us) → the CMU phones of PocketSphinx's US-English model; the longest
-# match is taken first ("aɪ" before "a"), after stress and length marks are dropped.
-_IPA = {
-    "aɪ": ["AY"], "aʊ": ["AW"], "eɪ": ["EY"], "oʊ": ["OW"], "əʊ": ["OW"], "ɔɪ": ["OY"],
-    "tʃ": ["CH"], "dʒ": ["JH"], "ɪɹ": ["IH", "R"], "ɛɹ": ["EH", "R"], "ʊɹ": ["UH", "R"],
-    "ɑɹ": ["AA", "R"], "ɔɹ": ["AO", "R"], "oɹ": ["AO", "R"], "ɚɹ": ["ER"], "ɜɹ": ["ER"],
-    "n̩": ["AH", "N"],
-    "l̩": ["AH", "L"], "i": ["IY"], "ɪ": ["IH"], "ᵻ": ["IH"], "e": ["EH"], "ɛ": ["EH"],
-    "æ": ["AE"], "a": ["AA"], "ɑ": ["AA"], "ɒ": ["AA"], "ɔ": ["AO"], "o": ["OW"],
-    "ʊ": ["UH"], "u": ["UW"], "ʌ": ["AH"], "ə": ["AH"], "ɐ": ["AH"], "ɚ": ["ER"],
-    "ɜ": ["ER"], "p": ["P"], "b": ["B"], "t": ["T"], "d": ["D"], "ɾ": ["T"], "k": ["K"],
-    "ɡ": ["G"], "g": ["G"], "x": ["K"], "f": ["F"], "v": ["V"], "θ": ["TH"], "ð": ["DH"],
-    "s": ["S"], "z": ["Z"], "ʃ": ["SH"], "ʒ": ["ZH"], "h": ["HH"], "m": ["M"], "n": ["N"],
-    "ŋ": ["NG"], "l": ["L"], "ɫ": ["L"], "ɹ": ["R"], "r": ["R"], "j": ["Y"], "w": ["W"],
-}  # fmt: skip
-_MARKS = set("ˈˌːˑʲʔ")
 _espeak = threading.Lock()  # espeak-ng keeps one state per process
 
 
 def pronounce(word: str) -> list[str]:
     """CMU phones for a word by espeak-ng's letter-to-sound rules ("pbx" → P IY B IY EH K
-    S); [] when it gives none."""
+    S), its IPA read as piper_phones reads Piper's; [] when it gives none."""
     with _espeak:
         sentences = _phonemizer().phonemize("en-us", word)
-    ipa = unicodedata.normalize("NFC", "".join(c for sentence in sentences for c in sentence))
-    ipa = "".join(c for c in ipa if c not in _MARKS)
     phones: list[str] = []
-    at = 0
-    while at < len(ipa):
-        for size in (3, 2, 1):
-            if ipa[at : at + size] in _IPA:
-                phones += _IPA[ipa[at : at + size]]
-                at += size
-                break
-        else:
-            at += 1  # punctuation, a pause, or a sound with no CMU phone: dropped
+    previous = ""
+    for symbol in unicodedata.normalize("NFC", "".join(c for s in sentences for c in s)):
+        pair = piper_phones.PAIRS.get((previous, symbol))
+        previous = symbol
+        if pair is not None and phones:
+            phones[-1] = pair  # a diphthong or affricate: one phone
+        elif symbol == "ɹ" and phones[-1:] == ["ER"]:
+            continue  # "ɚɹ" is one ER
+        elif symbol in piper_phones.IPA_TO_CMU:
+            phones.append(piper_phones.IPA_TO_CMU[symbol])
+        # stress and length marks, pauses, punctuation: no phone of their own
     return phones
 
 
