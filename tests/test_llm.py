@@ -169,13 +169,15 @@ def test_an_endpoint_answers_streamed_with_the_persona_s_settings(endpoint: _End
             api_key="sk-1",
             headers={"x-team": "blue"},
             extra_body={"temperature": 0.2, "stream": False},
+            default_query={"api-version": "2024-10-21"},
             trusted=True,
         )
     )
     offered = [{"type": "function", "function": {"name": "weather", "parameters": {}}}]
     assert _answer(llm, offered=offered) == ["Hello", " there."]
     sent = endpoint.requests[-1]
-    assert sent["path"] == "/ok/v1/chat/completions"  # Tavus appends /chat/completions
+    # Tavus appends /chat/completions
+    assert sent["path"] == "/ok/v1/chat/completions?api-version=2024-10-21"
     assert sent["headers"]["authorization"] == "Bearer sk-1"
     assert sent["headers"]["x-team"] == "blue"
     assert sent["json"] == {
@@ -315,6 +317,9 @@ def test_a_private_persona_base_url_is_refused_unless_the_allowlist_names_it(
 def test_bad_llm_layers_are_refused_clearly(client: TestClient) -> None:
     assert _status(client, {"model": 3}) == (400, "Invalid layers.llm.model: a string is expected")
     assert _status(client, {"headers": {"x": 1}})[1].startswith("Invalid layers.llm.headers")
+    assert _status(client, {"default_query": "v=1"})[1].startswith(
+        "Invalid layers.llm.default_query"
+    )
     assert _status(client, {"extra_body": []})[1].startswith("Invalid layers.llm.extra_body")
     assert _status(client, {"tools": [{"type": "function"}]})[1].startswith(
         "Invalid layers.llm.tools"

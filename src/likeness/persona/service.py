@@ -154,11 +154,12 @@ def _check_llm(session: Session, settings: Settings, llm: dict[str, Any]) -> Non
     for key in ("model", "api_key"):
         if llm.get(key) is not None and not isinstance(llm[key], str):
             raise BadRequest(f"Invalid layers.llm.{key}: a string is expected")
-    headers = llm.get("headers")
-    if headers is not None and not (
-        isinstance(headers, dict) and all(isinstance(v, str) for v in headers.values())
-    ):
-        raise BadRequest("Invalid layers.llm.headers: an object of strings is expected")
+    for key in ("headers", "default_query"):
+        strings = llm.get(key)
+        if strings is not None and not (
+            isinstance(strings, dict) and all(isinstance(v, str) for v in strings.values())
+        ):
+            raise BadRequest(f"Invalid layers.llm.{key}: an object of strings is expected")
     if llm.get("extra_body") is not None and not isinstance(llm["extra_body"], dict):
         raise BadRequest("Invalid layers.llm.extra_body: an object is expected")
     tools = llm.get("tools")

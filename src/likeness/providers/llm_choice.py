@@ -38,6 +38,7 @@ def choose(layer: Mapping[str, Any] | None, settings: Settings) -> Llm:
             api_key=layer.get("api_key"),
             headers=layer.get("headers") or {},
             extra_body=layer.get("extra_body") or {},
+            default_query=layer.get("default_query") or {},
             trusted=settings.allow_private_urls
             or allowlisted(base_url, settings.llm_allowed_hosts),
         )

@@ -1,10 +1,10 @@
 """Any OpenAI-compatible chat endpoint (OpenAI, Ollama, vLLM, llama.cpp's server, …), streamed.
 
 A persona's ``layers.llm`` (``base_url``, ``model``, ``api_key``, ``headers``, ``extra_body``,
-``tools``) or the operator's ``LIKENESS_LLM_*`` settings name it; like Tavus, ``/chat/completions``
-is appended to the base URL. The answer is read as server-sent events (``data: {...}`` lines,
-``data: [DONE]`` at the end); a server that ignores ``stream`` and answers one JSON body is read
-too.
+``default_query``, ``tools``) or the operator's ``LIKENESS_LLM_*`` settings name it; like
+Tavus, ``/chat/completions`` is appended to the base URL. The answer is read as server-sent
+events (``data: {...}`` lines, ``data: [DONE]`` at the end); a server that ignores ``stream``
+and answers one JSON body is read too.
 
 **Never dead air, never a crashed call.** No first piece within ``first_token_timeout_s``, no
 whole answer within ``timeout_s``, an HTTP error, a refused address, garbage or an empty answer:
@@ -45,6 +45,7 @@ class Endpoint:
     api_key: str | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     extra_body: Mapping[str, Any] = field(default_factory=dict)
+    default_query: Mapping[str, str] = field(default_factory=dict)  # e.g. Azure's api-version
     trusted: bool = False
 
     @property
@@ -120,7 +121,13 @@ class OpenAiLlm:
         headers = {"accept": "text/event-stream", **self.endpoint.headers}
         if self.endpoint.api_key:
             headers.setdefault("authorization", f"Bearer {self.endpoint.api_key}")
-        request = self._client.build_request("POST", self.endpoint.url, json=body, headers=headers)
+        request = self._client.build_request(
+            "POST",
+            self.endpoint.url,
+            json=body,
+            headers=headers,
+            params=dict(self.endpoint.default_query),
+        )
         response = await _by(self._client.send(request, stream=True), first_by, "no answer")
         try:
             if response.status_code != 200:
