@@ -20,7 +20,9 @@ from fastapi.testclient import TestClient
 
 from likeness.app import create_app
 from likeness.config import Settings
+from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
 from likeness.providers.asr_sphinx import SphinxAsr, SphinxPhones
+from likeness.providers.voice_process import VoiceProcess
 from likeness.runtime import Runtime, build_runtime
 from likeness.training import pipeline
 from likeness.training.limits import Limits
@@ -46,6 +48,28 @@ def local_job(clip: Path, work_dir: Path, **fields: Any) -> pipeline.Job:
             **fields,
         }
     )
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A replica's bundle, trained once by the real pipeline from a fixture clip (the live
+    conversation tests share it)."""
+    work = tmp_path_factory.mktemp("live")
+    pipeline.run(local_job(FIXTURES / "short_talk.mp4", work))
+    return work / "bundle"
+
+
+@pytest.fixture(scope="session")
+def model(trained: Path) -> MouthbankModel:
+    return MouthbankEngine().load(trained)
+
+
+@pytest.fixture(scope="session")
+def voice() -> Iterator[VoiceProcess]:
+    process = VoiceProcess()
+    list(process.say("Ready."))  # warm: the voice and its decoder load once (seconds)
+    yield process
+    process.close()
 
 
 @pytest.fixture

@@ -8,14 +8,14 @@ import asyncio
 import base64
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
-from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel
+from likeness.engines.mouthbank import MouthbankModel
 from likeness.media.audio import read_audio, to_int16
 from likeness.providers.base import Phone
 from likeness.providers.sphinx_live import SphinxLivePhones
@@ -24,33 +24,11 @@ from likeness.realtime import protocol
 from likeness.realtime.frames import Tick, audio_span
 from likeness.realtime.session import GREEN, LiveConversation, Look
 from likeness.realtime.speaker import MAX_UTTERANCES, Speaker
-from likeness.training import pipeline
 
-from .conftest import API_KEY, FIXTURES, local_job
+from .conftest import API_KEY, FIXTURES
 
 CID = "c123456789ab"
 BILABIALS = {"P", "B", "M"}
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A replica's bundle, trained by the real pipeline from a fixture clip."""
-    work = tmp_path_factory.mktemp("live")
-    pipeline.run(local_job(FIXTURES / "short_talk.mp4", work))
-    return work / "bundle"
-
-
-@pytest.fixture(scope="module")
-def model(trained: Path) -> MouthbankModel:
-    return MouthbankEngine().load(trained)
-
-
-@pytest.fixture(scope="module")
-def voice() -> Iterator[VoiceProcess]:
-    process = VoiceProcess()
-    list(process.say("Ready."))  # warm: the voice and its decoder load once (seconds)
-    yield process
-    process.close()
 
 
 def envelope(event_type: str, **props: Any) -> str:
@@ -80,7 +58,8 @@ def audio_chunks(rate: int, seconds: float, chunk_s: float = 0.1) -> list[bytes]
         (json.dumps({"message_type": "conversation"}), "event_type is required"),
         (json.dumps({"event_type": "conversation.echo"}), "message_type"),
         (envelope("conversation.dance"), "unknown event_type"),
-        (envelope("conversation.respond", text="hi"), "not supported yet"),
+        (envelope("conversation.realtime_api"), "not supported"),
+        (envelope("conversation.respond"), "properties.text is required"),
         (envelope("conversation.echo"), "properties.text is required"),
         (envelope("conversation.echo", text="   "), "properties.text is required"),
         (envelope("conversation.echo", modality="video"), "modality"),

@@ -22,14 +22,8 @@ SAMPLE_RATES_HZ = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 DEFAULT_SAMPLE_RATE_HZ = 16000
 MAX_MESSAGE_BYTES = 1_000_000  # ~20 s of 24 kHz PCM in base64: chunks are meant to be short
 MAX_TEXT_CHARS = 4000
-# Known to Tavus but needing the listening/LLM pipeline, which echo mode does not have yet.
-NOT_YET = (
-    "conversation.respond",
-    "conversation.append_llm_context",
-    "conversation.overwrite_llm_context",
-    "conversation.sensitivity",
-    "conversation.realtime_api",
-)
+NOT_YET = ("conversation.realtime_api",)  # known to Tavus, not served by likeness
+SENSITIVITIES = ("superlow", "verylow", "low", "medium", "high", "auto")
 
 
 class BadMessage(ValueError):
@@ -65,7 +59,33 @@ class Interrupt:
     """Stop speaking now and drop everything queued."""
 
 
-Inbound = EchoText | EchoAudio | Interrupt
+@dataclass(frozen=True)
+class Respond:
+    """``text`` as if the person had said it: the replica answers it (full pipeline)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Context:
+    """``append_llm_context`` (``replace`` False) or ``overwrite_llm_context`` (True): the
+    conversational context the LLM reads after the persona's."""
+
+    context: str
+    replace: bool
+
+
+@dataclass(frozen=True)
+class Sensitivity:
+    """New turn-taking sensitivities (one of SENSITIVITIES each), None where not given."""
+
+    pause: str | None
+    interrupt: str | None
+
+
+Inbound = EchoText | EchoAudio | Interrupt | Respond | Context | Sensitivity
+# What only a full pipeline (listening and an LLM) acts on.
+Listening = Respond | Context | Sensitivity
 
 
 def parse(raw: str | bytes, conversation_id: str) -> Inbound:
@@ -94,13 +114,42 @@ def parse(raw: str | bytes, conversation_id: str) -> Inbound:
         return _echo(props)
     if event_type == "conversation.interrupt":
         return Interrupt()
+    if event_type == "conversation.respond":
+        return Respond(_text(props, "text", event_type))
+    if event_type in ("conversation.append_llm_context", "conversation.overwrite_llm_context"):
+        replace = event_type == "conversation.overwrite_llm_context"
+        return Context(_text(props, "context", event_type), replace)
+    if event_type == "conversation.sensitivity":
+        return _sensitivity(props)
     if event_type in NOT_YET:
-        raise BadMessage(
-            f"{event_type} is not supported yet: this replica runs in echo mode "
-            "(conversation.echo and conversation.interrupt)",
-            event_type,
-        )
+        raise BadMessage(f"{event_type} is not supported", event_type)
     raise BadMessage(f"unknown event_type {event_type!r}", event_type)
+
+
+def _text(props: dict[str, Any], name: str, event: str) -> str:
+    text = props.get(name)
+    if not isinstance(text, str) or not text.strip():
+        raise BadMessage(f"properties.{name} is required (a non-empty string)", event)
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadMessage(f"properties.{name} is longer than {MAX_TEXT_CHARS} characters", event)
+    return text
+
+
+def _sensitivity(props: dict[str, Any]) -> Sensitivity:
+    event = "conversation.sensitivity"
+    given = {}
+    for name in ("participant_pause_sensitivity", "participant_interrupt_sensitivity"):
+        value = props.get(name)
+        if value is not None and value not in SENSITIVITIES:
+            raise BadMessage(f"properties.{name} must be one of {', '.join(SENSITIVITIES)}", event)
+        given[name] = value
+    if not any(given.values()):
+        raise BadMessage(
+            "send participant_pause_sensitivity or participant_interrupt_sensitivity", event
+        )
+    return Sensitivity(
+        given["participant_pause_sensitivity"], given["participant_interrupt_sensitivity"]
+    )
 
 
 def _echo(props: dict[str, Any]) -> EchoText | EchoAudio:

@@ -13,10 +13,10 @@ import logging
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import cv2
 import numpy as np
@@ -68,6 +68,19 @@ class Look:
     greenscreen: bool = False
 
 
+class Brain(Protocol):
+    """What listens and answers in a full pipeline (pipeline.py); echo mode has none."""
+
+    def handle(self, message: protocol.Listening) -> None: ...
+    def on_speaker(self, event: SpeakerEvent) -> None: ...
+
+
+ECHO_ONLY = (
+    "{} needs a persona with pipeline_mode full (listening and an LLM); this conversation "
+    "runs in echo mode: send conversation.echo and conversation.interrupt"
+)
+
+
 class LiveConversation:
     def __init__(
         self,
@@ -98,6 +111,8 @@ class LiveConversation:
         self._interrupted = asyncio.Event()
         self._interrupts = 0
         self.ticks = 0
+        self.brain: Brain | None = None
+        self.speaking: str | None = None  # the inference_id of the utterance being heard
 
     # -- wiring ----------------------------------------------------------------------------
     def media(self, size: int = 3, played: bool = False) -> Latest[Tick]:
@@ -132,13 +147,12 @@ class LiveConversation:
         try:
             message = protocol.parse(raw, self.conversation_id)
             if isinstance(message, protocol.Interrupt):
-                self.speaker.interrupt()
-                self._open.clear()
-                self._interrupts += 1
-                for queue in self._played:  # what the tracks hold is not to be heard either
-                    queue.clear()
-                self._news.set()
-                self._interrupted.set()
+                self.interrupt()
+            elif isinstance(message, protocol.Respond | protocol.Context | protocol.Sensitivity):
+                if self.brain is None:
+                    event_type = _event_type(message)
+                    raise protocol.BadMessage(ECHO_ONLY.format(event_type), event_type)
+                self.brain.handle(message)
             elif isinstance(message, protocol.EchoText):
                 self._say_text(message.text, message.inference_id)
             else:
@@ -152,6 +166,27 @@ class LiveConversation:
                     raise protocol.BadMessage(str(exc), "conversation.echo") from None
         except protocol.BadMessage as problem:
             self._publish_event(self.outbox.error(problem))
+
+    def interrupt(self) -> None:
+        """Stop speaking now and drop everything queued (conversation.interrupt, a barge-in)."""
+        self.speaker.interrupt()
+        self._open.clear()
+        self._interrupts += 1
+        for queue in self._played:  # what the tracks hold is not to be heard either
+            queue.clear()
+        self._news.set()
+        self._interrupted.set()
+
+    def say_sentences(self, sentences: Iterable[str], inference_id: str) -> None:
+        """An answer being written (the brain's): spoken sentence by sentence as they come."""
+        self._admit(inference_id)
+        self.speaker.say_sentences(sentences, inference_id)
+
+    def publish(
+        self, event_type: str, properties: dict[str, Any], inference_id: str | None = None
+    ) -> None:
+        """An outbound event, stamped, to every channel."""
+        self._publish_event(self.outbox.event(event_type, properties, inference_id))
 
     def _say_text(self, text: str, inference_id: str) -> None:
         self._admit(inference_id)
@@ -202,6 +237,12 @@ class LiveConversation:
             error = out.error(protocol.BadMessage(event.message, "conversation.echo"))
             error["properties"]["inference_id"] = event.inference_id
             self._publish_event(error)
+        if isinstance(event, Started):
+            self.speaking = event.inference_id
+        elif isinstance(event, Stopped) and self.speaking == event.inference_id:
+            self.speaking = None
+        if self.brain is not None:
+            self.brain.on_speaker(event)
 
     # -- the clock -------------------------------------------------------------------------
     async def run(self) -> None:
@@ -287,3 +328,11 @@ class LiveConversation:
 
     def close(self) -> None:
         self._closed = True
+
+
+def _event_type(message: protocol.Listening) -> str:
+    if isinstance(message, protocol.Respond):
+        return "conversation.respond"
+    if isinstance(message, protocol.Context):
+        return f"conversation.{'overwrite' if message.replace else 'append'}_llm_context"
+    return "conversation.sensitivity"

@@ -172,7 +172,17 @@ class Speaker:
             self._close_audio()
             self._inbox.put(_New(inference_id, text, None))
             generation = self._generation
-        self._tts.submit(self._synthesise, text, inference_id, generation)
+        self._tts.submit(self._synthesise, [text], inference_id, generation)
+
+    def say_sentences(self, sentences: Iterable[str], inference_id: str) -> None:
+        """Say sentences as they come (an LLM still writing): the voice's thread takes them
+        from ``sentences``, which may block until the next one is written; the utterance ends
+        with the iterable. Its ``Started`` event carries no text (the caller knows it)."""
+        with self._lock:
+            self._close_audio()
+            self._inbox.put(_New(inference_id, None, None))
+            generation = self._generation
+        self._tts.submit(self._synthesise, sentences, inference_id, generation)
 
     def say_audio(self, pcm: bytes, sample_rate_hz: int, inference_id: str, done: bool) -> None:
         """One chunk of streamed (N,) int16 mono PCM; a new ``inference_id`` starts a new
@@ -225,18 +235,21 @@ class Speaker:
             self._live().finish()
             self._open_audio = None
 
-    def _synthesise(self, text: str, inference_id: str, generation: int) -> None:
+    def _synthesise(self, texts: Iterable[str], inference_id: str, generation: int) -> None:
         try:
-            with contextlib.closing(iter(self._voice(text))) as chunks:  # type: ignore[type-var]
-                for chunk in chunks:
-                    if generation != self._generation:
-                        return  # interrupted: the rest is never made
-                    rate = chunk.sample_rate_hz
-                    piece = _Audio(
-                        inference_id, chunk.samples, rate, False, chunk.phones, chunk.text
-                    )
-                    self._inbox.put(piece)
-                    self._news()
+            for text in texts:
+                if generation != self._generation:
+                    return
+                with contextlib.closing(iter(self._voice(text))) as chunks:  # type: ignore[type-var]
+                    for chunk in chunks:
+                        if generation != self._generation:
+                            return  # interrupted: the rest is never made
+                        rate = chunk.sample_rate_hz
+                        piece = _Audio(
+                            inference_id, chunk.samples, rate, False, chunk.phones, chunk.text
+                        )
+                        self._inbox.put(piece)
+                        self._news()
             self._inbox.put(_Audio(inference_id, np.zeros(0, np.float32), 16000, True))
         except Exception as exc:  # the voice's failure is this utterance's, not the call's
             self._inbox.put(_Failed(inference_id, f"the voice could not say it: {exc}"))

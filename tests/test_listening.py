@@ -1,0 +1,262 @@
+"""The full pipeline of a live conversation without a network: real speech (LibriVox) in as
+the participant's microphone, the real VAD (Silero) and recogniser, an LLM at the edge (a
+scripted one that records what it was asked), the real voice and replica out. Turn-taking,
+barge-in, silence and noise, and the protocol messages only a full pipeline takes."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any
+
+import numpy as np
+import pytest
+
+from likeness.engines.mouthbank import MouthbankModel
+from likeness.media.audio import read_audio
+from likeness.providers.asr_sphinx import SphinxAsr
+from likeness.providers.base import Llm, Message
+from likeness.providers.sphinx_live import SphinxLivePhones
+from likeness.providers.vad_silero import Decisions, SileroFrames, SileroVad, Tuning
+from likeness.providers.voice_process import VoiceProcess
+from likeness.realtime import protocol
+from likeness.realtime.pipeline import FullPipeline, Persona, sentences
+from likeness.realtime.session import LiveConversation
+
+from .conftest import FIXTURES
+from .test_realtime import CID, Call, envelope, run_call
+
+RATE = 16000
+SAID_0880 = "he was not an ill disposed young man"
+
+
+class ScriptedLlm:
+    """An LLM at the edge: answers ``answer`` a word at a time and records every request."""
+
+    def __init__(self, answer: str, word_s: float = 0.01) -> None:
+        self.answer = answer
+        self.word_s = word_s
+        self.asked: list[list[Message]] = []
+
+    async def reply(self, messages: Sequence[Message]) -> AsyncGenerator[str, None]:
+        self.asked.append(list(messages))
+        for i, word in enumerate(self.answer.split(" ")):
+            await asyncio.sleep(self.word_s)
+            yield word if i == 0 else f" {word}"
+
+
+def speech(name: str) -> np.ndarray:
+    return read_audio(FIXTURES / name, RATE)[0]
+
+
+def wer(reference: str, heard: str) -> float:
+    ref, hyp = reference.split(), heard.lower().replace(".", "").replace(",", "").split()
+    d = np.arange(len(hyp) + 1)
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d.copy(), i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return float(d[-1]) / len(ref)
+
+
+async def say(pipeline: FullPipeline, samples: np.ndarray, chunk_s: float = 0.02) -> None:
+    """The microphone: ``samples`` in 20 ms frames, in real time."""
+    step = int(RATE * chunk_s)
+    for i in range(0, len(samples), step):
+        pipeline.hearing.feed(samples[i : i + step])
+        await asyncio.sleep(chunk_s)
+
+
+def full(
+    model: MouthbankModel, voice: VoiceProcess, llm: Llm, persona: Persona | None = None
+) -> tuple[LiveConversation, FullPipeline]:
+    conversation = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones)
+    tuning = Tuning()
+    pipeline = FullPipeline(
+        conversation, SileroVad(tuning), tuning, SphinxAsr(), llm, persona or Persona("Be Bob.")
+    )
+    return conversation, pipeline
+
+
+def test_vad_hears_speech_and_not_silence_or_noise() -> None:
+    frames = SileroFrames()
+    rng = np.random.default_rng(0)
+    quiet = np.zeros(RATE * 2, np.float32)
+    hiss = (rng.standard_normal(RATE * 5) * 0.05).astype(np.float32)
+    probs = frames.feed(np.concatenate([quiet, hiss, speech("librivox_0880.wav")]))
+    n_quiet, n_hiss = len(quiet) // 512, len(hiss) // 512
+    assert max(probs[: n_quiet + n_hiss]) < 0.5  # silence and white noise are not speech
+    assert np.mean(np.array(probs[n_quiet + n_hiss :]) >= 0.5) > 0.6
+    decide = Decisions(Tuning(start_s=0.128, stop_s=0.5))
+    turns = [a for a in (decide.frame(p) for p in probs) if a is not None]
+    assert [a.speaking for a in turns] == [True]  # the clip ends in speech: no stop yet
+    assert 7.0 - 0.3 < turns[0].at_s < 7.0 + 0.5  # speech starts just after quiet + hiss
+
+
+def test_sentences_are_cut_where_a_voice_can_start() -> None:
+    assert sentences("Hi. How are you today? I am") == (["Hi. How are you today?"], "I am")
+    assert sentences("One sentence here. And") == (["One sentence here."], "And")
+    assert sentences("No end yet") == ([], "No end yet")
+
+
+def test_a_turn_is_heard_answered_and_kept(model: MouthbankModel, voice: VoiceProcess) -> None:
+    llm = ScriptedLlm("I am Bob. Nice to meet you.")
+    conversation, pipeline = full(model, voice, llm)
+    written: list[dict[str, str]] = []
+    pipeline._on_transcript = written.extend
+
+    async def script(call: Call) -> None:
+        pipeline.start()
+        await say(pipeline, np.concatenate([speech("librivox_0880.wav"), np.zeros(RATE)]))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"), 60)
+        await pipeline.close()
+
+    call = run_call(conversation, script)
+    types = [t for t in call.types() if t != "conversation.utterance.streaming"]
+    assert types == [
+        "conversation.user.started_speaking",
+        "conversation.user.stopped_speaking",
+        "conversation.utterance",
+        "conversation.replica.started_speaking",
+        "conversation.utterance",
+        "conversation.replica.stopped_speaking",
+    ]
+    heard = call.events[2]["properties"]
+    assert heard["role"] == "user"
+    error = wer(SAID_0880, heard["speech"])
+    print(f"\nheard {heard['speech']!r}: WER {error:.0%}")
+    assert error <= 0.5
+    assert llm.asked[0][0] == Message("system", "Be Bob.")
+    assert llm.asked[0][-1] == Message("user", heard["speech"])
+    replica = [e for e in call.events if e["event_type"] == "conversation.utterance"][1]
+    assert replica["properties"]["role"] == "replica"
+    assert replica["properties"]["speech"].startswith("I am Bob.")
+    assert replica["inference_id"] == call.events[2]["inference_id"]  # the turn's answer
+    assert call.has("conversation.utterance.streaming", speech="I am Bob. Nice to meet you.")
+    assert written == [
+        {"role": "system", "content": "Be Bob."},
+        {"role": "user", "content": heard["speech"]},
+        {"role": "assistant", "content": "I am Bob. Nice to meet you."},
+    ]
+    assert pipeline.turns[-1] == Message("assistant", "I am Bob. Nice to meet you.")
+
+
+def test_talking_over_the_replica_interrupts_it_and_cuts_the_context(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    answer = "Well, let me tell you a long story. It begins long ago. " * 3
+    llm = ScriptedLlm(answer.strip())
+    conversation, pipeline = full(model, voice, llm)
+    stopped_at: list[float] = []
+
+    async def script(call: Call) -> None:
+        pipeline.start()
+        pipeline.handle(protocol.Respond("Tell me a story."))
+        await call.until(lambda: call.has("conversation.replica.started_speaking"), 60)
+        await asyncio.sleep(0.5)
+        loop = asyncio.get_running_loop()
+        talking = asyncio.ensure_future(say(pipeline, speech("librivox_0880.wav")))
+        talk_from = loop.time()
+        await call.until(lambda: call.has("conversation.replica_interrupted"), 10)
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"), 10)
+        stopped_at.append(loop.time() - talk_from)
+        talking.cancel()
+        await pipeline.close()
+        await asyncio.sleep(0.5)
+
+    call = run_call(conversation, script)
+    stopped = [e for e in call.events if e["event_type"] == "conversation.replica.stopped_speaking"]
+    assert stopped[0]["properties"]["interrupted"] is True
+    # the speech starts ~0.1 s into the clip; the VAD takes start_s of it, the clock a tick
+    print(f"\ntalking over -> stopped: {stopped_at[0] * 1000:.0f} ms")
+    said = pipeline.turns[-1]
+    assert said.role == "assistant" and answer.startswith(said.content)
+    assert len(said.content) < len(answer.strip())  # the rest was dropped
+    quiet = [t for t in call.ticks if t.index > call.ticks[-1].index - 10]
+    assert not any(t.speaking for t in quiet)
+    assert call.types()[-3:] == [
+        "conversation.user.started_speaking",
+        "conversation.replica_interrupted",
+        "conversation.replica.stopped_speaking",
+    ]
+
+
+def test_silence_and_noise_make_no_turn(model: MouthbankModel, voice: VoiceProcess) -> None:
+    llm = ScriptedLlm("Never.")
+    conversation, pipeline = full(model, voice, llm)
+    rng = np.random.default_rng(1)
+    hush = np.zeros(RATE * 60, np.float32)
+    hiss = (rng.standard_normal(RATE * 20) * 0.05).astype(np.float32)
+
+    async def script(call: Call) -> None:
+        pipeline.start()
+        for piece in np.array_split(np.concatenate([hush, hiss]), 400):  # faster than real time
+            pipeline.hearing.feed(piece)
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.5)
+        await pipeline.close()
+
+    call = run_call(conversation, script)
+    assert call.types() == [] and llm.asked == []
+
+
+def test_respond_and_the_context_messages(model: MouthbankModel, voice: VoiceProcess) -> None:
+    llm = ScriptedLlm("Sure thing, my friend.")
+    persona = Persona("Be Bob.", context="Bob sells boats.", conversational_context="Sunny.")
+    conversation, pipeline = full(model, voice, llm, persona)
+
+    async def script(call: Call) -> None:
+        conversation.handle(envelope("conversation.append_llm_context", context="Rainy now."))
+        conversation.handle(envelope("conversation.respond", text="Hello?"))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"), 60)
+        conversation.handle(envelope("conversation.overwrite_llm_context", context="Windy."))
+        conversation.handle(
+            envelope("conversation.sensitivity", participant_pause_sensitivity="high",
+                     participant_interrupt_sensitivity="low")
+        )  # fmt: skip
+        conversation.handle(envelope("conversation.sensitivity", participant_pause_sensitivity=3))
+        conversation.handle(envelope("conversation.respond", text="And now?"))
+        await call.until(lambda: len(llm.asked) == 2)
+
+    call = run_call(conversation, script)
+    first, second = llm.asked
+    assert first == [
+        Message("system", "Be Bob.\n\nBob sells boats.\n\nSunny.\nRainy now."),
+        Message("user", "Hello?"),
+    ]
+    assert second == [
+        Message("system", "Be Bob.\n\nBob sells boats.\n\nWindy."),
+        Message("user", "Hello?"),
+        Message("assistant", "Sure thing, my friend."),
+        Message("user", "And now?"),
+    ]
+    assert pipeline._tuning.stop_s == 0.3 and pipeline._tuning.start_s == 0.35  # type: ignore[attr-defined]
+    errors = [e["properties"] for e in call.events if e["event_type"] == "conversation.error"]
+    assert errors == [
+        {
+            "message": "properties.participant_pause_sensitivity must be one of superlow, "
+            "verylow, low, medium, high, auto",
+            "event_type": "conversation.sensitivity",
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        envelope("conversation.respond", text="hi"),
+        envelope("conversation.append_llm_context", context="x"),
+        envelope("conversation.overwrite_llm_context", context="x"),
+        envelope("conversation.sensitivity", participant_pause_sensitivity="low"),
+    ],
+)
+def test_echo_mode_answers_the_listening_messages_with_an_error(
+    model: MouthbankModel, event: str
+) -> None:
+    conversation = LiveConversation(CID, model.session(), lambda _t: [], SphinxLivePhones)
+    events = conversation.events()
+    conversation.handle(event)
+    conversation._release()
+    error: dict[str, Any] = events._items.popleft()
+    assert error["event_type"] == "conversation.error"
+    assert "pipeline_mode full" in error["properties"]["message"]
