@@ -6,14 +6,16 @@ barge-in, silence and noise, and the protocol messages only a full pipeline take
 from __future__ import annotations
 
 import asyncio
+import wave
 from collections.abc import AsyncGenerator, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 from likeness.engines.mouthbank import MouthbankModel
-from likeness.media.audio import read_audio
+from likeness.media.audio import read_audio, to_int16
 from likeness.providers.asr_sphinx import SphinxAsr
 from likeness.providers.base import Llm, Message
 from likeness.providers.sphinx_live import SphinxLivePhones
@@ -260,3 +262,86 @@ def test_echo_mode_answers_the_listening_messages_with_an_error(
     error: dict[str, Any] = events._items.popleft()
     assert error["event_type"] == "conversation.error"
     assert "pipeline_mode full" in error["properties"]["message"]
+
+
+# -- as deployed: a persona, a media worker, a WebRTC participant with a microphone -------------
+def test_a_full_persona_hears_a_webrtc_microphone_and_answers(
+    trained: Path, voice: VoiceProcess, runtime: Any, client: Any, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from aiortc.contrib.media import MediaPlayer
+
+    from likeness.media_worker import MediaWorker
+    from likeness.models import Conversation
+
+    from .test_realtime import Client, _replica_with_bundle
+
+    replica_id = _replica_with_bundle(runtime, trained)
+    persona = client.post("/v2/personas", json={
+        "persona_name": "Bob", "system_prompt": "Be Bob.", "default_replica_id": replica_id,
+        "layers": {"stt": {"participant_pause_sensitivity": "high"}},
+    })  # fmt: skip
+    assert persona.status_code == 200, persona.text
+    created = client.post(
+        "/v2/conversations",
+        json={"persona_id": persona.json()["persona_id"], "conversational_context": "At sea."},
+    )
+    cid = created.json()["conversation_id"]
+    mic = tmp_path / "mic.wav"
+    with wave.open(str(mic), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(RATE)
+        said = np.concatenate(
+            [np.zeros(RATE // 2), speech("librivox_0880.wav"), np.zeros(RATE * 3)]
+        )
+        out.writeframes(to_int16(np.concatenate(said).astype(np.float32)).tobytes())
+    llm = ScriptedLlm("Ahoy there.")
+    worker = MediaWorker(runtime, 2, llm_for=lambda _persona: llm, asr=SphinxAsr)
+    monkeypatch.setattr(worker, "_voice", voice)  # the session's warm voice
+    monkeypatch.setattr(voice, "close", lambda: None)
+
+    async def main() -> None:
+        served = await worker.serve(cid)
+        participant = Client()
+        player = MediaPlayer(str(mic))
+        microphone = participant.pc.getTransceivers()[0]
+        microphone.direction = "sendrecv"
+        microphone.sender.replaceTrack(player.audio)
+        try:
+            _, answer = await served.call.join(await participant.offer())
+            await participant.accept(answer)
+            await participant.until(
+                lambda: participant.has("conversation.replica.stopped_speaking"), 60
+            )
+
+            def kept() -> bool:
+                with runtime.sessions() as session:
+                    return len(session.get(Conversation, cid).transcript) == 3
+
+            await participant.until(kept, 10)
+        finally:
+            await participant.close()
+            await worker.end_all("end_conversation_endpoint_hit")
+
+        types = [e["event_type"] for e in participant.events]
+        assert [t for t in types if t != "conversation.utterance.streaming"] == [
+            "conversation.user.started_speaking",
+            "conversation.user.stopped_speaking",
+            "conversation.utterance",
+            "conversation.replica.started_speaking",
+            "conversation.utterance",
+            "conversation.replica.stopped_speaking",
+        ]
+        heard = participant.events[2]["properties"]["speech"]
+        print(f"\nheard through WebRTC {heard!r}: WER {wer(SAID_0880, heard):.0%}")
+        assert wer(SAID_0880, heard) <= 0.5
+        assert llm.asked[0] == [
+            Message("system", "Be Bob.\n\nAt sea."), Message("user", heard)
+        ]  # fmt: skip
+
+    asyncio.run(main())
+    with runtime.sessions() as session:
+        row = session.get(Conversation, cid)
+        assert row.transcript[0] == {"role": "system", "content": "Be Bob.\n\nAt sea."}
+        assert row.transcript[2] == {"role": "assistant", "content": "Ahoy there."}
+        ready = [e for e in row.events if e["event_type"] == "application.transcription_ready"]
+        assert ready[0]["properties"]["transcript"] == row.transcript

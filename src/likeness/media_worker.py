@@ -19,6 +19,7 @@ import secrets
 import socket
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,9 +36,12 @@ from likeness.jobs import lease
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models.replica import work_key
+from likeness.providers.base import Asr, Llm
 from likeness.providers.sphinx_live import SphinxLivePhones
+from likeness.providers.vad_silero import SileroVad, Tuning
 from likeness.providers.voice_process import VoiceProcess
 from likeness.realtime.call import Call, Full
+from likeness.realtime.pipeline import FullPipeline, Persona
 from likeness.realtime.recorder import Recorder
 from likeness.realtime.session import LiveConversation, Look
 from likeness.realtime.webrtc.peer import BadOffer, Ice
@@ -71,12 +75,25 @@ class Served:
     sockets: int = 0
     ended: bool = field(default=False)
     recorder: Recorder | None = None
+    pipeline: FullPipeline | None = None
+
+
+# The LLM a full persona thinks with (None: full runs as echo plus greeting).
+LlmFor = Callable[[service.PersonaView], Llm | None]
 
 
 class MediaWorker:
-    def __init__(self, runtime: Runtime, capacity: int) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        capacity: int,
+        llm_for: LlmFor | None = None,
+        asr: Callable[[], Asr] | None = None,
+    ) -> None:
         self.runtime = runtime
         self.capacity = capacity
+        self.llm_for = llm_for
+        self._asr = asr
         self.served: dict[str, Served] = {}
         self._models: OrderedDict[str, ReplicaModel] = OrderedDict()
         self._voice: VoiceProcess | None = None
@@ -114,6 +131,8 @@ class MediaWorker:
             # The call's timeouts count from the conversation's creation, not from here.
             age_s = (utcnow() - row.created_at).total_seconds()
             audio_only, max_participants = row.audio_only, row.max_participants
+            persona = service.persona_of(session, row)
+            conversational_context = row.conversational_context
         claim = service.claim(rt.sessions, conversation_id, rt.settings.conversation_lease_s)
         if claim is None:
             raise NotHere(409, "another media worker serves this conversation")
@@ -138,14 +157,66 @@ class MediaWorker:
             path = rt.storage.path(service.recording_key(conversation_id))
             recorder = Recorder(path, live.fps, video=not audio_only)
             recorder.attach(live)  # from the clock's first tick
-        hear = recorder.hear if recorder is not None else None
-        call = Call(live, ice, audio_only, max_participants, on_audio=hear)
+        pipeline = self._pipeline(conversation_id, live, persona, conversational_context)
+        ears = [e.hear for e in (recorder, pipeline) if e is not None]
+
+        def hear(track: object, frame: Any) -> None:
+            for ear in ears:
+                ear(track, frame)
+
+        call = Call(live, ice, audio_only, max_participants, on_audio=hear if ears else None)
         call.start()
-        served = Served(call, claim, time.monotonic() - age_s, props, recorder=recorder)
+        if pipeline is not None:
+            pipeline.start()
+        started_at = time.monotonic() - age_s
+        served = Served(call, claim, started_at, props, recorder=recorder, pipeline=pipeline)
         served.watch = asyncio.ensure_future(self._watch(conversation_id, served))
         self.served[conversation_id] = served
         log.info("conversation %s: served here", conversation_id)
         return served
+
+    def _pipeline(
+        self,
+        conversation_id: str,
+        live: LiveConversation,
+        persona: service.PersonaView,
+        conversational_context: str | None,
+    ) -> FullPipeline | None:
+        """A full persona's ears and LLM (pipeline_mode full, and an LLM for it)."""
+        if persona.pipeline_mode != "full" or self.llm_for is None or self._asr is None:
+            return None
+        llm = self.llm_for(persona)
+        if llm is None:
+            return None
+        stt, flow = _layer(persona.layers, "stt"), _layer(persona.layers, "conversational_flow")
+        wanted = Persona(
+            persona.system_prompt,
+            persona.context,
+            conversational_context,
+            pause=_str(stt.get("participant_pause_sensitivity")),
+            interrupt=_str(stt.get("participant_interrupt_sensitivity")),
+            interruptibility=_str(flow.get("replica_interruptibility")),
+        )
+        tuning = Tuning()
+        sessions = self.runtime.sessions
+        in_order = asyncio.Lock()  # the transcript's turns are written in the order said
+        writing: set[asyncio.Task[None]] = set()
+
+        def keep(entries: list[dict[str, str]]) -> None:
+            def write() -> None:
+                with transaction(sessions) as session:
+                    service.append_transcript(session, conversation_id, entries)
+
+            async def written() -> None:
+                async with in_order:
+                    await asyncio.to_thread(write)
+
+            task = asyncio.ensure_future(written())
+            writing.add(task)
+            task.add_done_callback(writing.discard)
+
+        vad = SileroVad(tuning)
+        return FullPipeline(live, vad, tuning, self._asr(), llm, wanted, on_transcript=keep)
 
     def _model(self, replica_id: str, engine: str, bundle: Path) -> ReplicaModel:
         model = self._models.pop(replica_id, None) or get_engine(engine).load(bundle)
@@ -195,6 +266,8 @@ class MediaWorker:
 
     async def _hang_up(self, conversation_id: str, served: Served) -> None:
         served.ended = True
+        if served.pipeline is not None:
+            await served.pipeline.close()
         await served.call.close()
         if served.recorder is not None:
             await self._store_recording(conversation_id, served.recorder)
@@ -247,6 +320,15 @@ class MediaWorker:
 
     def _send(self, webhook_ids: list[str]) -> None:
         webhooks.send(self.runtime.sessions, self.runtime.queue, webhook_ids)
+
+
+def _layer(layers: dict[str, Any], name: str) -> dict[str, Any]:
+    layer = layers.get(name)
+    return layer if isinstance(layer, dict) else {}
+
+
+def _str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def build_media_app(worker: MediaWorker, token: str) -> FastAPI:
