@@ -31,9 +31,7 @@ from likeness.webhooks.signing import verify
 
 from .conftest import Receiver
 from .test_deletion import _mentions
-from .test_realtime import Client, _replica_with_bundle, trained, voice
-
-__all__ = ["trained", "voice"]  # module fixtures, shared with test_realtime's
+from .test_realtime import Client, _replica_with_bundle
 
 TONE_HZ = 440
 

@@ -36,6 +36,7 @@ from likeness.jobs import lease
 from likeness.kit.clock import utcnow
 from likeness.kit.db import transaction
 from likeness.models.replica import work_key
+from likeness.providers import asr_whisper, llm_choice
 from likeness.providers.base import Asr, Llm
 from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.providers.vad_silero import SileroVad, Tuning
@@ -94,6 +95,7 @@ class MediaWorker:
         self.capacity = capacity
         self.llm_for = llm_for
         self._asr = asr
+        self._background: set[asyncio.Task[None]] = set()
         self.served: dict[str, Served] = {}
         self._models: OrderedDict[str, ReplicaModel] = OrderedDict()
         self._voice: VoiceProcess | None = None
@@ -168,6 +170,7 @@ class MediaWorker:
         call.start()
         if pipeline is not None:
             pipeline.start()
+            self._warming(pipeline)
         started_at = time.monotonic() - age_s
         served = Served(call, claim, started_at, props, recorder=recorder, pipeline=pipeline)
         served.watch = asyncio.ensure_future(self._watch(conversation_id, served))
@@ -199,13 +202,13 @@ class MediaWorker:
         )
         tuning = Tuning()
         sessions = self.runtime.sessions
-        in_order = asyncio.Lock()  # the transcript's turns are written in the order said
+        in_order = asyncio.Lock()  # each version of the transcript is written after the last
         writing: set[asyncio.Task[None]] = set()
 
         def keep(entries: list[dict[str, str]]) -> None:
             def write() -> None:
                 with transaction(sessions) as session:
-                    service.append_transcript(session, conversation_id, entries)
+                    service.keep_transcript(session, conversation_id, entries)
 
             async def written() -> None:
                 async with in_order:
@@ -215,8 +218,23 @@ class MediaWorker:
             writing.add(task)
             task.add_done_callback(writing.discard)
 
+        wanted.tools = llm_choice.tools(_layer(persona.layers, "llm"))
         vad = SileroVad(tuning)
         return FullPipeline(live, vad, tuning, self._asr(), llm, wanted, on_transcript=keep)
+
+    def _warming(self, pipeline: FullPipeline) -> None:
+        """The offline LLM loads and reads the system prompt in the background (seconds): the
+        participant is not kept waiting for it, and a first turn waits its turn for it."""
+
+        async def warm() -> None:
+            try:
+                await llm_choice.warm(pipeline.llm, pipeline.dialogue.messages())
+            except Exception:  # its turns will say the fallback line
+                log.exception("warming the language model failed")
+
+        task = asyncio.ensure_future(warm())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _model(self, replica_id: str, engine: str, bundle: Path) -> ReplicaModel:
         model = self._models.pop(replica_id, None) or get_engine(engine).load(bundle)
@@ -410,17 +428,24 @@ def run_media_worker(runtime: Runtime, capacity: int, port: int = 0) -> None:
     sock.bind(("127.0.0.1", port))
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     token = secrets.token_urlsafe(32)
-    worker = MediaWorker(runtime, capacity)
+
+    def llm_for(persona: service.PersonaView) -> Llm:
+        return llm_choice.choose(_layer(persona.layers, "llm"), runtime.settings)
+
+    worker = MediaWorker(runtime, capacity, llm_for, asr_whisper.WhisperAsr)
     app = build_media_app(worker, token)
     entry = record(runtime.settings.resolved_data_dir, WorkerAddress(url, token), capacity)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
 
     async def main() -> None:
         unjoined = asyncio.ensure_future(worker.end_unjoined())
+        # Whisper loads and decodes once now (seconds), not on a participant's first words.
+        warming = asyncio.ensure_future(asyncio.to_thread(asr_whisper.warm))
         try:
             await server.serve(sockets=[sock])
         finally:
             unjoined.cancel()
+            warming.cancel()
             await worker.end_all(service.internal_error(service.WORKER_LOST_STEP))
 
     try:

@@ -279,7 +279,7 @@ class PersonaView:
     """What the media side needs of a conversation's persona (the default one included)."""
 
     persona_id: str
-    pipeline_mode: str  # "echo" | "full" (full: echo plus greeting until the LLM lands)
+    pipeline_mode: str  # "echo" | "full" (listens and answers: realtime/pipeline.py)
     system_prompt: str | None
     context: str | None
     layers: dict[str, Any]
@@ -330,6 +330,15 @@ def append_transcript(
             *(conversation.transcript or []),
             *({"role": e["role"], "content": e["content"]} for e in entries),
         ]
+
+
+def keep_transcript(session: Session, conversation_id: str, entries: list[dict[str, str]]) -> None:
+    """The whole transcript as it stands now (a live conversation's, as its dialogue
+    changes: an interrupted answer is cut to what was heard)."""
+    conversation = _live(session, conversation_id)
+    if conversation is not None:
+        conversation.transcript = []
+        append_transcript(session, conversation_id, entries)
 
 
 def end(session: Session, conversation_id: str, reason: str) -> list[str]:

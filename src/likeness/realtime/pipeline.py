@@ -21,15 +21,15 @@ import asyncio
 import contextlib
 import logging
 import queue
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from likeness.providers.base import Asr, Llm, Message, Vad
+from likeness.providers.base import Asr, Llm, Vad
 from likeness.realtime import protocol
+from likeness.realtime.dialogue import Dialogue, SentenceChunker, tool_call_properties
 from likeness.realtime.frames import Sentence, SpeakerEvent, Started, Stopped
 from likeness.realtime.hearing import Heard, Hearing, UserSaid, UserStarted, UserStopped
 from likeness.realtime.session import LiveConversation
@@ -43,9 +43,6 @@ PAUSE_S = {"superlow": 1.6, "verylow": 1.2, "low": 0.9, "medium": 0.5, "high": 0
 INTERRUPT_S = {"superlow": 1.0, "verylow": 0.6, "low": 0.35, "medium": 0.128, "high": 0.064}
 # More speech needed to talk over the replica, by replica_interruptibility.
 INTERRUPTIBILITY_S = {"high": 0.0, "medium": 0.0, "low": 0.5, "verylow": 1.0, "superlow": 2.0}
-FALLBACK = "Sorry, I lost my train of thought. Could you say that again?"
-SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+")
-MIN_SENTENCE_CHARS = 12  # "Dr. " or "1. " is no sentence to speak alone
 
 
 class Tunable(Protocol):
@@ -62,7 +59,8 @@ def seconds(table: dict[str, float], value: str | None, default: str = "medium")
 
 @dataclass
 class Persona:
-    """What the conversation's LLM is told first, and how it takes turns."""
+    """What the conversation's LLM is told first, the tools it is offered (OpenAI ``tools``
+    objects), and how it takes turns."""
 
     system_prompt: str | None = None
     context: str | None = None
@@ -70,6 +68,7 @@ class Persona:
     pause: str | None = None
     interrupt: str | None = None
     interruptibility: str | None = None
+    tools: Sequence[Mapping[str, Any]] = ()
 
 
 @dataclass
@@ -78,21 +77,8 @@ class _Reply:
     task: asyncio.Task[None] | None = None
     sentences: queue.Queue[str | None] = field(default_factory=queue.Queue)
     written: str = ""
-    done: bool = False
     spoken: bool = False  # handed to the speaker
     heard: str = ""  # of it, the sentences heard so far
-    at: int = 0  # where in the turns its text goes (after the question it answers)
-
-
-def sentences(text: str) -> tuple[list[str], str]:
-    """The whole sentences at the start of ``text``, and the rest (still being written)."""
-    out, start = [], 0
-    for end in SENTENCE_END.finditer(text):
-        piece = text[start : end.end()].strip()
-        if len(piece) >= MIN_SENTENCE_CHARS:
-            out.append(piece)
-            start = end.end()
-    return out, text[start:]
 
 
 class FullPipeline:
@@ -104,23 +90,25 @@ class FullPipeline:
         asr: Asr,
         llm: Llm,
         persona: Persona,
-        on_transcript: Callable[[list[dict[str, str]]], None] = lambda _entries: None,
+        on_transcript: Callable[[list[dict[str, str]]], None] = lambda _transcript: None,
         now: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``on_transcript`` gets the whole transcript (``[{role, content}]``) each time it
+        changes."""
         self.conversation = conversation
         self.persona = persona
+        self.dialogue = Dialogue(
+            persona.system_prompt, persona.context, persona.conversational_context
+        )
         self._tuning = tuning
-        self._llm = llm
+        self.llm = llm
         self._now = now
         self._on_transcript = on_transcript
         self.hearing = Hearing(vad, asr, self._heard, now)
-        self.turns: list[Message] = []  # the dialogue after the system message
         self._reply: _Reply | None = None  # the answer being written or spoken
         self._speaking: dict[str, _Reply] = {}  # answers handed to the speaker, not yet over
-        self._unanswered = ""  # the person's words whose answer they talked over
         self._barge: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
-        self._wrote_system = False
         self.stamps: dict[str, float] = {}  # the last turn's stages (monotonic), for benchmarks
         self.sensitivity(persona.pause, persona.interrupt)
         conversation.brain = self
@@ -140,27 +128,23 @@ class FullPipeline:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        await self.llm.aclose()
 
     def sensitivity(self, pause: str | None, interrupt: str | None) -> None:
         if pause is not None:
             self._tuning.stop_s = seconds(PAUSE_S, pause)
         if interrupt is not None:
             self._tuning.start_s = seconds(INTERRUPT_S, interrupt)
-        if self._tuning.start_s <= 0 or self._tuning.stop_s <= 0:  # never set: medium
-            self._tuning.start_s, self._tuning.stop_s = INTERRUPT_S["medium"], PAUSE_S["medium"]
-
-    def system(self) -> Message:
-        parts = [self.persona.system_prompt, self.persona.context]
-        parts.append(self.persona.conversational_context)
-        return Message("system", "\n\n".join(p.strip() for p in parts if p and p.strip()))
 
     # -- the protocol in -----------------------------------------------------------------
     def handle(self, message: protocol.Listening) -> None:
         if isinstance(message, protocol.Respond):
             self._answer(message.text, str(uuid.uuid4()))
         elif isinstance(message, protocol.Context):
-            old = "" if message.replace else (self.persona.conversational_context or "")
-            self.persona.conversational_context = f"{old}\n{message.context}".strip()
+            if message.replace:
+                self.dialogue.overwrite_context(message.context)
+            else:
+                self.dialogue.append_context(message.context)
         else:
             self.sensitivity(message.pause, message.interrupt)
 
@@ -185,12 +169,12 @@ class FullPipeline:
 
     def _talked_over(self) -> None:
         """The person started talking: over the replica (an interrupt, when allowed), or over
-        an answer still being written (they had not finished: it is dropped)."""
+        an answer still being written (they had not finished: it is dropped, and their next
+        words join the same turn)."""
         reply = self._reply
         if reply is None and self.conversation.speaking is None:
             return
         if reply is not None and self.conversation.speaking is None and not reply.spoken:
-            self._unanswered = self.turns.pop().content if self.turns else ""
             self._drop_reply()
             return
         extra_s = seconds(INTERRUPTIBILITY_S, self.persona.interruptibility)
@@ -200,62 +184,67 @@ class FullPipeline:
             self._barge = asyncio.get_running_loop().call_later(extra_s, self._interrupt)
 
     def _interrupt(self) -> None:
-        """The answer in progress stops: its writing, its speech. What was heard of it goes
-        into the context when the speaker says it stopped."""
+        """The answer in progress stops: its writing, its speech. What was heard of it stays
+        in the context (cut when the speaker says it stopped)."""
         self._barge = None
         reply = self._reply
+        speaking = self.conversation.speaking
         if reply is None:  # the greeting or an echo: stopped all the same
-            if self.conversation.speaking is not None:
-                speaking = self.conversation.speaking
+            if speaking is not None:
                 self.conversation.publish("conversation.replica_interrupted", {}, speaking)
                 self.conversation.interrupt()
             return
         self._drop_reply()
-        if reply.spoken:
-            self.conversation.publish("conversation.replica_interrupted", {}, reply.inference_id)
-            self.conversation.interrupt()
-        if self.conversation.speaking != reply.inference_id:  # not heard: nothing was said
+        if not reply.spoken:
+            return
+        self.dialogue.replica(reply.inference_id, reply.written)
+        self.conversation.publish("conversation.replica_interrupted", {}, reply.inference_id)
+        self.conversation.interrupt()
+        if speaking != reply.inference_id:  # not heard yet: none of it was said
             self._speaking.pop(reply.inference_id, None)
+            self.dialogue.interrupted(reply.inference_id, "")
+            self._kept()
 
     # -- thinking and speaking -----------------------------------------------------------
     def _answer(self, text: str, inference_id: str) -> None:
         if self._reply is not None:  # a new question supersedes the answer in progress
             self._interrupt()
-        text = f"{self._unanswered} {text}".strip()
-        self._unanswered = ""
-        self.turns.append(Message("user", text))
-        self._write([{"role": "user", "content": text}])
-        reply = self._reply = _Reply(inference_id, at=len(self.turns))
-        reply.task = asyncio.ensure_future(self._think(reply, [self.system(), *self.turns]))
+        self.dialogue.user(text)
+        self._kept()
+        reply = self._reply = _Reply(inference_id)
+        messages = self.dialogue.messages()
+        reply.task = asyncio.ensure_future(self._think(reply, messages))
 
-    async def _think(self, reply: _Reply, messages: list[Message]) -> None:
-        rest = ""
+    async def _think(self, reply: _Reply, messages: list[Any]) -> None:
+        chunker = SentenceChunker()
         try:
-            stream = self._llm.reply(messages)
+            stream = self.llm.reply(messages, self.persona.tools)
             try:
                 async for piece in stream:
-                    if not reply.written:
-                        self.stamps["llm"] = self._now()
-                    reply.written += piece
-                    done, rest = sentences(rest + piece)
-                    for sentence in done:
-                        self._say(reply, sentence)
+                    if isinstance(piece, str):
+                        if not reply.written:
+                            self.stamps["llm"] = self._now()
+                        reply.written += piece
+                        for chunk in chunker.push(piece):
+                            self._say(reply, chunk)
+                    else:  # a tool call: the application runs it
+                        props = tool_call_properties(piece)
+                        self.conversation.publish(
+                            "conversation.tool_call", props, reply.inference_id
+                        )
             finally:
                 await stream.aclose()
-            if rest.strip():
-                self._say(reply, rest.strip())
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # never dead air, never a crashed call
+            for chunk in chunker.flush():
+                self._say(reply, chunk)
+        except Exception:  # the port says it never raises; a call outlives one that does
             log.exception("conversation %s: the LLM failed", self.conversation.conversation_id)
-            if not reply.spoken:
-                reply.written = FALLBACK
-                self._say(reply, FALLBACK)
         finally:
             reply.sentences.put(None)
-            reply.done = True
-        if not reply.spoken and self._reply is reply:  # nothing to say
-            self._reply = None
+        if self._reply is reply:
+            self._reply = None if not reply.spoken else reply
+            if reply.spoken:  # the whole answer is the replica's turn (cut if interrupted)
+                self.dialogue.replica(reply.inference_id, reply.written)
+                self._kept()
 
     def _say(self, reply: _Reply, sentence: str) -> None:
         reply.sentences.put(sentence)
@@ -289,20 +278,15 @@ class FullPipeline:
             reply.heard = event.text_so_far
         elif isinstance(event, Stopped):
             del self._speaking[reply.inference_id]
-            if self._reply is reply:
-                self._drop_reply()  # interrupted by a client: it writes no more either
-            said = reply.heard if event.interrupted else reply.written.strip()
-            if said:
-                self.turns.insert(min(reply.at, len(self.turns)), Message("assistant", said))
-                self._write([{"role": "assistant", "content": said}])
+            if self._reply is reply:  # over: it writes no more (a client's interrupt)
+                self._drop_reply()
+            self.dialogue.replica(reply.inference_id, reply.written)
+            if event.interrupted:
+                self.dialogue.interrupted(reply.inference_id, reply.heard)
+            self._kept()
 
-    def _write(self, entries: list[dict[str, str]]) -> None:
-        if not self._wrote_system:
-            self._wrote_system = True
-            system = self.system()
-            if system.content:
-                entries = [{"role": "system", "content": system.content}, *entries]
-        self._on_transcript(entries)
+    def _kept(self) -> None:
+        self._on_transcript(self.dialogue.transcript())
 
 
 def _until_none(items: queue.Queue[str | None]) -> Iterator[str]:
