@@ -4,14 +4,17 @@ Starts ``likeness serve --no-embedded-worker`` (uvicorn, a temp data dir; its AP
 per LIKENESS_API_WORKERS, default one per core) as a child process, so the figures are the
 server's alone: the replicas it creates are queued but never trained,
 and no worker polls the broker beside it. A lean keep-alive HTTP/1.1 client on loopback then
-sends N creates (POST /v2/replicas; the URL is only stored, nothing fetches it), then M gets
-(GET /v2/replicas/{id}, every tenth one the list) at a fixed concurrency, and prints
-requests a second, p50 and p99 for each, and the server process's CPU time per request
-(steadier than requests a second on a shared machine; PostgreSQL's own is not in it).
+sends N creates (POST /v2/replicas; the URL is only stored, nothing fetches it), N video
+creates (one per replica, queued and never rendered), M gets of each (GET /v2/replicas/{id},
+GET /v2/videos/{id}) and M/10 lists, each at a fixed concurrency, and prints requests a
+second, p50 and p99 for each, the server's CPU time per request (its process tree: steadier
+than requests a second on a shared machine; PostgreSQL's own is not in it) and the client's
+(what the load generator took from the same cores).
 PostgreSQL runs when the machine has its server binaries (a private one on loopback, fsync
 off), and is skipped, saying so, otherwise.
 
     .venv/bin/python benchmarks/api.py [--creates 200] [--gets 2000] [--concurrency 20]
+        [--sqlite-only]
 """
 
 from __future__ import annotations
@@ -174,33 +177,53 @@ def cpu_s(pid: int) -> float:
     return own + sum(cpu_s(child) for child in children)
 
 
-def figures(name: str, latencies: list[float], wall_s: float, cpu_used_s: float) -> str:
+def figures(
+    name: str, latencies: list[float], wall_s: float, cpu_used_s: float, client_s: float
+) -> str:
     ordered = sorted(latencies)
     p99 = ordered[min(len(ordered) - 1, round(0.99 * len(ordered)))]
     return (
-        f"{name:<8} {len(ordered):>6} {len(ordered) / wall_s:>8.0f} "
+        f"{name:<12} {len(ordered):>6} {len(ordered) / wall_s:>8.0f} "
         f"{statistics.median(ordered) * 1000:>8.1f} {p99 * 1000:>8.1f} "
-        f"{cpu_used_s / len(ordered) * 1000:>8.2f}"
+        f"{cpu_used_s / len(ordered) * 1000:>8.2f} {client_s / len(ordered) * 1000:>8.2f}"
     )
 
 
+async def phase(
+    name: str, port: int, pid: int, requests: list[tuple[str, str, bytes]], concurrency: int
+) -> tuple[str, list[bytes]]:
+    """One load, with its figures: the server's CPU (its process tree) and the client's."""
+    started, cpu, client = time.perf_counter(), cpu_s(pid), time.process_time()
+    latencies, bodies = await run_load(port, requests, concurrency)
+    wall_s, client_s = time.perf_counter() - started, time.process_time() - client
+    return figures(name, latencies, wall_s, cpu_s(pid) - cpu, client_s), bodies
+
+
 async def measure(port: int, pid: int, creates: int, gets: int, concurrency: int) -> list[str]:
+    lines = []
     body = json.dumps({"train_video_url": "https://example.invalid/train.mp4"}).encode()
-    started, cpu = time.perf_counter(), cpu_s(pid)
-    create_s, bodies = await run_load(port, [("POST", "/v2/replicas", body)] * creates, concurrency)
-    lines = [figures("create", create_s, time.perf_counter() - started, cpu_s(pid) - cpu)]
-    ids = [json.loads(b)["replica_id"] for b in bodies]
-    get_requests = [
-        (
-            "GET",
-            "/v2/replicas?limit=20" if i % 10 == 9 else f"/v2/replicas/{ids[i % len(ids)]}",
-            b"",
-        )
-        for i in range(gets)
+    line, bodies = await phase(
+        "create", port, pid, [("POST", "/v2/replicas", body)] * creates, concurrency
+    )
+    lines.append(line)
+    replica_ids = [json.loads(b)["replica_id"] for b in bodies]
+    video_bodies = [
+        json.dumps({"replica_id": replica_id, "script": "Hello, and welcome."}).encode()
+        for replica_id in replica_ids
     ]
-    started, cpu = time.perf_counter(), cpu_s(pid)
-    get_s, _ = await run_load(port, get_requests, concurrency)
-    lines.append(figures("get", get_s, time.perf_counter() - started, cpu_s(pid) - cpu))
+    line, bodies = await phase(
+        "video create", port, pid, [("POST", "/v2/videos", b) for b in video_bodies], concurrency
+    )
+    lines.append(line)
+    video_ids = [json.loads(b)["video_id"] for b in bodies]
+    for name, path, count in (
+        ("get", "/v2/replicas/{}", gets),
+        ("video get", "/v2/videos/{}", gets),
+        ("list", "/v2/replicas?limit=20", gets // 10),
+    ):
+        ids = video_ids if "video" in name else replica_ids
+        requests = [("GET", path.format(ids[i % len(ids)]), b"") for i in range(count)]
+        lines.append((await phase(name, port, pid, requests, concurrency))[0])
     return lines
 
 
@@ -212,12 +235,14 @@ def main() -> None:
     parser.add_argument("--sqlite-only", action="store_true")
     args = parser.parse_args()
     print(
-        f"{args.creates} creates, then {args.gets} gets (1 in 10 the list), "
-        f"concurrency {args.concurrency}, {os.cpu_count()} cores; no worker running"
+        f"{args.creates} replica creates, as many video creates, {args.gets} gets of each, "
+        f"{args.gets // 10} lists of 20; concurrency {args.concurrency}, "
+        f"{len(os.sched_getaffinity(0))} cores; no worker running"
     )
-    columns = ("count", "req/s", "p50 ms", "p99 ms", "cpu ms")
+    columns = ("count", "req/s", "p50 ms", "p99 ms", "cpu ms", "client")
     print(
-        f"{'db':<11}{'request':<8} " + " ".join(f"{c:>{6 if c == 'count' else 8}}" for c in columns)
+        f"{'db':<11}{'request':<12} "
+        + " ".join(f"{c:>{6 if c == 'count' else 8}}" for c in columns)
     )
     with contextlib.ExitStack() as stack:
         backends: list[tuple[str, str | None]] = [("sqlite", None)]

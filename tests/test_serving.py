@@ -1,5 +1,5 @@
-"""How the API is served: C parser and loop under `likeness serve`, one thread-pool hop a
-read, and every read's connection back in the pool. (Speed itself: benchmarks/api.py.)"""
+"""How the API is served: C parser and loop under `likeness serve`, no thread-pool hop for a
+read by id, and every read's connection back in the pool. (Speed itself: benchmarks/api.py.)"""
 
 from __future__ import annotations
 
@@ -53,28 +53,36 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-def test_a_read_takes_one_thread_pool_hop(client: TestClient, hops: list[str]) -> None:
-    """The key check, the runtime and the session are made on the event loop; only the
-    endpoint, which queries the database, runs in a thread."""
+def test_a_read_by_id_takes_no_thread_pool_hop(client: TestClient, hops: list[str]) -> None:
+    """The lean path and the route both read on the event loop (api/reads.py); a bad key is
+    refused before any thread or database is involved."""
     created = client.post("/v2/replicas", json={"train_video_url": "https://example.com/a.mp4"})
     replica_id = created.json()["replica_id"]
     hops.clear()
-    assert client.get(f"/v2/replicas/{replica_id}").status_code == 200
-    assert len(hops) == 1, hops
-    hops.clear()
+    assert client.get(f"/v2/replicas/{replica_id}").status_code == 200  # the lean path
+    assert client.get(f"/v2/replicas/{replica_id}?verbose=1").status_code == 200  # the route
+    assert client.get(f"/v2/faces/{replica_id}?verbose=yes").status_code == 200
+    assert client.get("/v2/videos/0000000000?verbose=0").status_code == 404
+    assert hops == []
     assert client.get("/v2/replicas/r0000000000", headers={"x-api-key": "wrong"}).status_code == 401
-    assert hops == []  # a bad key is refused before any thread or database is involved
+    assert hops == []
 
 
 def _reads_give_their_connections_back(runtime: Runtime) -> None:
+    """Every read gives its connection back, but the reads by id, which share one held
+    connection (kit/db.py HeldConnection)."""
     with TestClient(create_app(runtime=runtime), headers={"x-api-key": API_KEY}) as client:
         created = client.post("/v2/replicas", json={"train_video_url": "https://example.com/a.mp4"})
         replica_id = created.json()["replica_id"]
         for _ in range(3):
             assert client.get(f"/v2/replicas/{replica_id}").status_code == 200
+            assert client.get(f"/v2/replicas/{replica_id}?verbose=1").status_code == 200
             assert client.get("/v2/replicas").json()["total_count"] == 1
             assert client.get("/v2/replicas/r0000000000").status_code == 404  # raised inside
-            assert runtime.db.pool.checkedout() == 0  # type: ignore[attr-defined]
+            assert client.get("/v2/videos").status_code == 200
+            assert runtime.db.pool.checkedout() == 1  # type: ignore[attr-defined]
+    runtime.reads.close()
+    assert runtime.db.pool.checkedout() == 0  # type: ignore[attr-defined]
 
 
 def test_reads_give_their_sqlite_connections_back(runtime: Runtime) -> None:

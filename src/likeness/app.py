@@ -11,6 +11,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from likeness import __version__
+from likeness.api.reads import LeanReads, error_response
 from likeness.auth.deps import require_api_key
 from likeness.config import Settings
 from likeness.conversation import endpoints as conversations
@@ -18,7 +19,7 @@ from likeness.conversation import live as live_conversations
 from likeness.errors import ApiError
 from likeness.kit.body_guard import BodyGuard
 from likeness.persona.endpoints import build_router as build_persona_router
-from likeness.replica.endpoints import build_media_router, build_router
+from likeness.replica.endpoints import build_media_router, build_router, read_one
 from likeness.runtime import Runtime, build_runtime
 from likeness.supervisor import die_with_spawning_parent
 from likeness.upload.endpoints import router as uploads_router
@@ -62,6 +63,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         BodyGuard, max_bytes=runtime.settings.max_body_bytes, exempt=(uploads_router.prefix,)
     )
     app.add_middleware(_StripTrailingSlash)
+    # Outermost: the polled GETs by id are answered before any of the above (api/reads.py).
+    readers = {
+        "/v2/replicas": read_one("replica"),
+        "/v2/faces": read_one("face"),
+        "/v2/videos": videos.read_one,
+    }
+    app.add_middleware(LeanReads, runtime=runtime, readers=readers)
     return app
 
 
@@ -77,7 +85,7 @@ def serving_app() -> FastAPI:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status_code)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from likeness.config import Settings
 from likeness.jobs.queue import JobQueue, make_celery
-from likeness.kit.db import make_engine, make_sessionmaker
+from likeness.kit.db import HeldConnection, make_engine, make_sessionmaker
 from likeness.kit.migrate import upgrade
 from likeness.storage.base import BlobStore
 from likeness.storage.local import LocalBlobStore
@@ -27,8 +27,10 @@ class Runtime:
     sessions: sessionmaker[Session]
     storage: BlobStore
     queue: JobQueue
+    reads: HeldConnection  # the API's lean reads by id (api/reads.py)
 
     def close(self) -> None:
+        self.reads.close()
         self.db.dispose()
 
     def purge_videos_of(self, session: Session, replica_id: str) -> None:
@@ -50,6 +52,7 @@ def build_runtime(settings: Settings, migrate: bool = True) -> Runtime:
         sessions=make_sessionmaker(db),
         storage=LocalBlobStore(data / "files"),
         queue=JobQueue(make_celery(settings.resolved_broker_url)),
+        reads=HeldConnection(db),
     )
 
 

@@ -3,12 +3,14 @@ and sessions. SQLite gets WAL and a busy timeout so the API and the worker can s
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -22,6 +24,7 @@ NAMING_CONVENTION = {
 # The last page a list may ask for: with at most 1,000 rows a page the offset stays far inside
 # a 64-bit integer (SQLite raises OverflowError past it, PostgreSQL "bigint out of range").
 MAX_PAGE = 1_000_000
+T = TypeVar("T")
 
 
 class Base(DeclarativeBase):
@@ -59,3 +62,43 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     """Run ``action`` once the session's transaction commits (never if it rolls back). A
     delete removes files this way: a job that finds its files gone finds its row gone too."""
     event.listen(session, "after_commit", lambda _session: action(), once=True)
+
+
+class HeldConnection:
+    """One connection, held for the life of the process and lent to short reads one at a
+    time, in autocommit: a read takes no pool checkout, no ping, and (on PostgreSQL) no BEGIN
+    or ROLLBACK round trip, only its query. The API's lean reads run on it from the event
+    loop (api/reads.py), where nothing else runs while a read does; the lock only matters
+    when two loops share a runtime (a test client beside a server thread).
+
+    A read must fetch what it needs before returning (``.first()``, ``.all()``): a result
+    left open would hold SQLite's read snapshot and the lock.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine.execution_options(isolation_level="AUTOCOMMIT")
+        self._connection: Connection | None = None
+        self._lock = threading.Lock()
+
+    def run(self, read: Callable[[Connection], T]) -> T:
+        with self._lock:
+            if self._connection is None:
+                self._connection = self._engine.connect()
+            connection = self._connection
+            try:
+                return read(connection)
+            except DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # The server closed it (a restart): SQLAlchemy reconnects on the next use,
+                # once its transaction is rolled back. One more try, as pool_pre_ping would.
+                connection.rollback()
+                return read(connection)
+            finally:
+                connection.rollback()  # ends SQLAlchemy's own transaction: nothing on the wire
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                self._connection.close()
+                self._connection = None

@@ -7,11 +7,13 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from likeness.api.deps import RuntimeDep, SessionDep, api_key
 from likeness.api.files import file_response
+from likeness.api.reads import Reader, answer
 from likeness.errors import NotFound, Unauthorized
 from likeness.jobs import outbox
 from likeness.kit import signed
@@ -66,11 +68,12 @@ def build_router(api_name: ApiName) -> APIRouter:
         data = [service.to_wire(r, api_name, public_url, key, verbose) for r in rows]
         return {"data": data, "total_count": total}
 
-    # response_model=None: `-> Any` would still be "validated", in a thread-pool hop of its own.
+    reader = read_one(api_name)
+
+    # Most of these are answered before routing, by the same reader (api/reads.py).
     @router.get("/{replica_id}", response_model=None, summary=f"Get one {api_name}")
-    def get(replica_id: str, rt: RuntimeDep, session: SessionDep, verbose: bool = False) -> Any:
-        replica = service.get(session, replica_id)
-        return service.to_wire(replica, api_name, rt.settings.public_url, api_key(rt), verbose)
+    async def get(replica_id: str, rt: RuntimeDep, verbose: bool = False) -> JSONResponse:
+        return answer(rt, reader, replica_id, verbose)
 
     @router.delete("/{replica_id}", summary=f"Delete a {api_name} (hard=true removes its files)")
     def delete(replica_id: str, rt: RuntimeDep, hard: bool = False) -> Response:
@@ -100,6 +103,16 @@ def build_router(api_name: ApiName) -> APIRouter:
         return _thumbnail(rt, session, replica_id)
 
     return router
+
+
+def read_one(api_name: ApiName) -> Reader:
+    """GET /v2/{replicas|faces}/{id}'s body, from a bare connection."""
+
+    def read(rt: Runtime, connection: Connection, replica_id: str, verbose: bool) -> dict[str, Any]:
+        replica = service.read(connection, replica_id)
+        return service.to_wire(replica, api_name, rt.settings.public_url, api_key(rt), verbose)
+
+    return read
 
 
 def build_media_router(api_name: ApiName) -> APIRouter:

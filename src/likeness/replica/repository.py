@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Row, bindparam, func, or_, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -14,6 +16,19 @@ from likeness.models import Replica
 def get_live(session: Session, replica_id: str) -> Replica | None:
     row = session.get(Replica, replica_id)
     return row if row is not None and row.deleted_at is None else None
+
+
+_TABLE = Replica.__table__
+# Built once: SQLAlchemy then finds its compiled form by the statement's cache key alone
+# (building the select anew for each read cost more than running it).
+_LIVE_ROW = select(_TABLE).where(_TABLE.c.id == bindparam("id"), _TABLE.c.deleted_at.is_(None))
+
+
+def read_live(connection: Connection, replica_id: str) -> Row[Any] | None:
+    """A live replica as a Core row (attributes named as the model's): what GET
+    /v2/replicas/{id} reads, on a bare connection, without the ORM's session and identity map.
+    """
+    return connection.execute(_LIVE_ROW, {"id": replica_id}).first()
 
 
 def get_any(session: Session, replica_id: str) -> Replica | None:

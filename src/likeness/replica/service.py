@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from likeness.config import MODEL_NAMES, Settings
@@ -77,6 +79,14 @@ def get(session: Session, replica_id: str) -> Replica:
     return replica
 
 
+def read(connection: Connection, replica_id: str) -> ReplicaRecord:
+    """The replica GET /v2/replicas/{id} shows, read as a row (no ORM object)."""
+    replica = repository.read_live(connection, replica_id)
+    if replica is None:
+        raise NotFound("Invalid replica_id")
+    return replica
+
+
 def rename(session: Session, replica_id: str, name: str | None) -> None:
     if not name:
         raise BadRequest("replica_name is required")
@@ -128,8 +138,35 @@ def media_base(public_url: str, api_key: str, api_name: ApiName, replica_id: str
     return f"{public_url.rstrip('/')}/v2/{api_name}s/{replica_id}/media/{token}"
 
 
+class ReplicaRecord(Protocol):
+    """What the wire view reads: a ``Replica`` or a Core row of its table (``read``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def replica_type(self) -> str: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def training_progress(self) -> int: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def error_detail(self) -> str | None: ...
+    @property
+    def artifacts(self) -> dict[str, Any]: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
 def to_wire(
-    replica: Replica, api_name: ApiName, public_url: str, api_key: str, verbose: bool = False
+    replica: ReplicaRecord, api_name: ApiName, public_url: str, api_key: str, verbose: bool = False
 ) -> dict[str, Any]:
     prefix = "face" if api_name == "face" else "replica"
     thumbnail = None
@@ -154,7 +191,7 @@ def to_wire(
     return out
 
 
-def training_checks(replica: Replica) -> list[dict[str, Any]]:
+def training_checks(replica: ReplicaRecord) -> list[dict[str, Any]]:
     """likeness's extra in the verbose view: every upload check with its measured value,
     threshold and time ranges (empty until the checks have run)."""
     if replica.artifacts.get("checks"):
@@ -164,7 +201,7 @@ def training_checks(replica: Replica) -> list[dict[str, Any]]:
     return []
 
 
-def error_detail(replica: Replica) -> str | None:
+def error_detail(replica: ReplicaRecord) -> str | None:
     """likeness's extra in the verbose view: what went wrong, in one line the job made safe
     to show (no traceback, no path outside the data dir); the checks' report is shown
     as training_checks instead."""

@@ -11,11 +11,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from fastapi import APIRouter, Query, Response
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from likeness.api.deps import RuntimeDep, SessionDep, api_key
 from likeness.api.files import file_response
+from likeness.api.reads import answer
 from likeness.errors import NotFound, Unauthorized
 from likeness.jobs import outbox
 from likeness.kit import signed
@@ -66,10 +68,16 @@ def list_(
     return {"data": data, "total_count": total}
 
 
-@api.get("/{video_id}", response_model=None, summary="Get one video")  # no validation hop
-def get(video_id: str, rt: RuntimeDep, session: SessionDep, verbose: bool = False) -> Any:
-    video = service.get(session, video_id)
+def read_one(rt: Runtime, connection: Connection, video_id: str, verbose: bool) -> dict[str, Any]:
+    """GET /v2/videos/{id}'s body, from a bare connection (api/reads.py's Reader)."""
+    video = service.read(connection, video_id)
     return service.to_wire(video, rt.settings.public_url, api_key(rt), verbose)
+
+
+# Most of these are answered before routing, by the same reader (api/reads.py).
+@api.get("/{video_id}", response_model=None, summary="Get one video")
+async def get(video_id: str, rt: RuntimeDep, verbose: bool = False) -> JSONResponse:
+    return answer(rt, read_one, video_id, verbose)
 
 
 @api.delete("/{video_id}", summary="Delete a video (hard=true removes its files)")

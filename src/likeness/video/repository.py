@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from typing import Any
+
+from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
@@ -12,6 +15,17 @@ from likeness.models import Replica, Video
 def get_live(session: Session, video_id: str) -> Video | None:
     row = session.get(Video, video_id)
     return row if row is not None and row.deleted_at is None else None
+
+
+_TABLE = Video.__table__
+# Built once, as replica/repository.py's: the compiled statement is found by its cache key.
+_LIVE_ROW = select(_TABLE).where(_TABLE.c.id == bindparam("id"), _TABLE.c.deleted_at.is_(None))
+
+
+def read_live(connection: Connection, video_id: str) -> Row[Any] | None:
+    """A live video as a Core row (attributes named as the model's): what GET
+    /v2/videos/{id} reads, on a bare connection."""
+    return connection.execute(_LIVE_ROW, {"id": video_id}).first()
 
 
 def get_any(session: Session, video_id: str) -> Video | None:

@@ -3,8 +3,10 @@ each with its flat Tavus callback recorded in the same transaction."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from likeness.config import Settings
@@ -117,6 +119,14 @@ def get(session: Session, video_id: str) -> Video:
     return video
 
 
+def read(connection: Connection, video_id: str) -> VideoRecord:
+    """The video GET /v2/videos/{id} shows, read as a row (no ORM object)."""
+    video = repository.read_live(connection, video_id)
+    if video is None:
+        raise NotFound("Invalid video_id")
+    return video
+
+
 def rename(session: Session, video_id: str, name: str | None) -> None:
     if not name:
         raise BadRequest("video_name is required")
@@ -164,7 +174,38 @@ def media_base(public_url: str, api_key: str, video_id: str) -> str:
     return f"{public_url.rstrip('/')}/v2/videos/{video_id}/media/{token}"
 
 
-def to_wire(video: Video, public_url: str, api_key: str, verbose: bool = False) -> dict[str, Any]:
+class VideoRecord(Protocol):
+    """What the wire view reads: a ``Video`` or a Core row of its table (``read``)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def replica_id(self) -> str: ...
+    @property
+    def script(self) -> str | None: ...
+    @property
+    def background_source_url(self) -> str | None: ...
+    @property
+    def transparent_background(self) -> bool: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def status_details(self) -> str | None: ...
+    @property
+    def generation_progress(self) -> int: ...
+    @property
+    def error_details(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
+
+
+def to_wire(
+    video: VideoRecord, public_url: str, api_key: str, verbose: bool = False
+) -> dict[str, Any]:
     base = media_base(public_url, api_key, video.id)
     ready = video.status == "ready"
     file_name = "video.webm" if video.transparent_background else "video.mp4"
