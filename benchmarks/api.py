@@ -35,6 +35,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import uvloop
+
 KEY = "bench-key"
 
 
@@ -126,12 +128,12 @@ class Connection:
             f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
         )
         self.writer.write(head.encode() + body)
-        status_line = await self.reader.readline()
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.decode("latin-1").partition(":")
-            if name.strip().lower() == "content-length":
-                length = int(value)
+        # The whole head in one read: a line at a time cost the client more CPU than the
+        # server spent on a read.
+        head_bytes = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, _, fields = head_bytes.lower().partition(b"\r\n")
+        at = fields.find(b"content-length:")
+        length = int(fields[at + 15 : fields.index(b"\r\n", at)]) if at >= 0 else 0
         return int(status_line.split()[1]), await self.reader.readexactly(length)
 
     def close(self) -> None:
@@ -255,7 +257,7 @@ def main() -> None:
         for name, url in backends:
             with server(url) as (port, pid):
                 load = measure(port, pid, args.creates, args.gets, args.concurrency)
-                for line in asyncio.run(load):
+                for line in uvloop.run(load):  # the server's loop: a lighter client too
                     print(f"{name:<11}{line}")
 
 
