@@ -21,6 +21,12 @@ from likeness.video import service as videos
 from .conftest import API_KEY
 
 TRAIN = {"train_video_url": "https://example.com/a.mp4"}
+# (a query the lean path takes, one meaning the same that only FastAPI reads, verbose)
+QUERIES = (
+    ("", "?verbose=0", False),
+    ("?verbose=true", "?verbose=1", True),
+    ("?verbose=false", "?verbose=no", False),
+)
 
 
 @pytest.fixture
@@ -97,10 +103,7 @@ def test_lean_reads_send_the_routes_bytes(
     gone = [f"/v2/replicas/{items['deleted']}", f"/v2/videos/{items['video deleted']}"]
     gone += ["/v2/replicas/r0000000000", "/v2/faces/nope", "/v2/videos/0000000000"]
     for path in found + gone:
-        for lean_query, route_query, verbose in (("", "?verbose=0", False),) + (
-            ("?verbose=true", "?verbose=1", True),
-            ("?verbose=false", "?verbose=no", False),
-        ):
+        for lean_query, route_query, verbose in QUERIES:
             lean.clear()
             fast = client.get(path + lean_query)
             slash = client.get(path + "/" + lean_query)
