@@ -57,7 +57,7 @@ def _openings(images: list[np.ndarray]) -> np.ndarray:
 def test_bundle_is_fitted_to_the_video(model: MouthbankModel) -> None:
     assert model.fps == 25.0 and (model.width, model.height) == (400, 300)
     assert len(model.bank_images) > 200
-    assert model.base_images.shape[1:] == (300, 400, 3)
+    assert model.base_planes.shape[1:] == (450, 400)  # I420: 300 rows of Y, then U and V
     assert model.open_q[-1] > model.open_q[0] + 0.05  # the person's own opening range
     assert model.manifest["audio_map"] == "fitted"
 

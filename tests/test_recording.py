@@ -218,7 +218,7 @@ def _tick(index: int, fps: float = 25.0) -> Tick:
     tone = 0.5 * np.sin(2 * np.pi * TONE_HZ * np.arange(start, stop) / OUTPUT_RATE_HZ)
     return Tick(
         index,
-        VideoFrame(image, index, fractions.Fraction(1, 25)),
+        VideoFrame.of(image, index, fractions.Fraction(1, 25)),
         AudioFrame(tone.astype(np.float32), OUTPUT_RATE_HZ, start),
         speaking=False,
     )

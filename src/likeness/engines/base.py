@@ -15,6 +15,7 @@ from typing import Protocol
 import numpy as np
 
 from likeness.face.tracker import FaceTrack
+from likeness.media.picture import Picture
 from likeness.providers.base import Phone
 
 
@@ -47,11 +48,17 @@ class HeldIn:
 
 @dataclass(frozen=True)
 class RenderedFrame:
-    """image: (H, W, 3) uint8 RGB; index counts frames from the session start."""
+    """index counts frames from the session start. The picture is kept in the form the engine
+    made it in (a base frame's planes with the mouth laid over, for mouthbank); ``image`` is
+    its (H, W, 3) uint8 RGB, converted on first use."""
 
     index: int
-    image: np.ndarray
+    picture: Picture
     speaking: bool
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.picture.rgb
 
 
 class EngineSession(Protocol):
@@ -103,4 +110,6 @@ class Engine(Protocol):
         """Fit a bundle into ``out_dir`` (and the held-in one, if asked); returns the
         manifest it wrote into ``out_dir``."""
 
-    def load(self, bundle_dir: Path) -> ReplicaModel: ...
+    def load(self, bundle_dir: Path, height: int | None = None) -> ReplicaModel:
+        """The bundle, ready to render at ``height`` lines (the shorter side, as in "1080p";
+        never more than the training video had; None: the training video's own size)."""

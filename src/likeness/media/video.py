@@ -13,6 +13,7 @@ import numpy as np
 
 from likeness.kit.handoff import in_thread
 from likeness.media.audio import resample
+from likeness.media.picture import Picture
 from likeness.media.probe import Undecodable
 
 SEEK_AFTER_FRAMES = 100  # nearer the start, decoding from the first frame costs as little
@@ -22,6 +23,8 @@ AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 # What renders write: the AAC rates from 16 kHz up. AAC carries 8-12 kHz too, but some players
 # (hardware decoders, older browsers) refuse such low rates.
 PLAYER_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+# A frame to encode: (H, W, 3) uint8 RGB ((H, W, 4) RGBA for VP9), or a picture in any form
+Image = np.ndarray | Picture
 
 
 def aac_ready(samples: np.ndarray, sample_rate_hz: int) -> tuple[np.ndarray, int]:
@@ -46,6 +49,31 @@ def iter_frames(path: Path, max_side: int | None = None) -> Iterator[np.ndarray]
             else:
                 rgb = to_rgb(frame)
             yield upright(frame, rgb)
+
+
+def iter_i420(path: Path, size: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Yield every frame as (H * 3 // 2, W) uint8 I420 planes (``media.picture``), scaled to
+    ``size`` = (W, H), both even, if given. A limited-range yuv420p stream of even size, kept
+    at its size and not turned, comes out as decoded, byte for byte (no conversion at all);
+    anything else goes through RGB, as ``iter_frames`` would give it."""
+    with _video(path) as (container, stream):
+        for frame in container.decode(stream):
+            as_is = (frame.width, frame.height)
+            plain = frame.format.name == "yuv420p" and frame.color_range != FULL_RANGE
+            if plain and not frame.rotation and as_is[0] % 2 == 0 and as_is[1] % 2 == 0:
+                if size is None or size == as_is:
+                    yield frame.to_ndarray()
+                    continue
+                yield frame.to_ndarray(
+                    width=size[0],
+                    height=size[1],
+                    interpolation=av.video.reformatter.Interpolation.AREA,
+                )
+                continue
+            rgb = upright(frame, to_rgb(frame))
+            if size is not None and size != (rgb.shape[1], rgb.shape[0]):
+                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            yield np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420), np.uint8)
 
 
 def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
@@ -166,7 +194,7 @@ def write_mp4(
 
 def write_mp4_at(
     path: Path,
-    frames: Iterable[tuple[int, np.ndarray]],
+    frames: Iterable[tuple[int, Image]],
     fps: float,
     audio: np.ndarray | None = None,
     sample_rate_hz: int = 16000,
@@ -197,7 +225,7 @@ def write_mp4_at(
 def _write_frames(
     container: av.container.OutputContainer,
     stream: av.VideoStream,
-    frames: Iterable[tuple[int, np.ndarray]],
+    frames: Iterable[tuple[int, Image]],
     rate: Fraction,
     pixel_format: str,
 ) -> int:
@@ -206,7 +234,7 @@ def _write_frames(
     The encoder works in a thread of its own, so whatever makes the frames (a renderer, a
     matte) runs in this thread at the same time (OpenCV and x264 let go of the GIL)."""
 
-    def encode(timed: Iterator[tuple[int, np.ndarray]]) -> None:
+    def encode(timed: Iterator[tuple[int, Image]]) -> None:
         for pts, image in timed:
             frame = _video_frame(image, pixel_format)
             frame.pts = pts
@@ -218,22 +246,31 @@ def _write_frames(
     with in_thread(encode, "encode", ENCODE_QUEUE_FRAMES) as to_encoder:
         for pts, image in frames:
             if count == 0:
-                stream.width, stream.height = image.shape[1], image.shape[0]
+                stream.width, stream.height = _size(image)
             to_encoder((pts, image))
             count += 1
     return count
 
 
-def _video_frame(image: np.ndarray, pixel_format: str) -> av.VideoFrame:
-    """RGB goes to the encoder as yuv420p converted by OpenCV (0.4 ms a 720p frame against
-    swscale's 2 ms; the same BT.601 limited-range numbers within 3 levels)."""
-    h, w = image.shape[:2]
-    if pixel_format == "rgb24" and h % 2 == 0 and w % 2 == 0:
-        planes: np.ndarray = cv2.cvtColor(image, cv2.COLOR_RGB2YUV_I420).astype(
-            np.uint8, copy=False
-        )
-        return av.VideoFrame.from_ndarray(planes, format="yuv420p")
-    return av.VideoFrame.from_ndarray(image, format=pixel_format)
+def _size(image: Image) -> tuple[int, int]:
+    """(W, H)"""
+    if isinstance(image, Picture):
+        return image.width, image.height
+    return image.shape[1], image.shape[0]
+
+
+def _video_frame(image: np.ndarray | Picture, pixel_format: str) -> av.VideoFrame:
+    """An even-sized RGB picture goes to the encoder as yuv420p: planes as they are (a
+    render's base frame with its mouth laid over: ``Picture.fill``), RGB converted by OpenCV
+    (0.4 ms a 720p frame against swscale's 2 ms; the same BT.601 limited-range numbers within
+    3 levels). Anything else (RGBA for VP9's alpha) goes through swscale."""
+    picture = image if isinstance(image, Picture) else Picture.of_rgb(image)
+    width, height = picture.width, picture.height
+    if pixel_format == "rgb24" and height % 2 == 0 and width % 2 == 0:
+        frame = av.VideoFrame(width, height, "yuv420p")
+        picture.fill(frame)
+        return frame
+    return av.VideoFrame.from_ndarray(picture.rgb, format=pixel_format)
 
 
 def _write_audio(
@@ -276,7 +313,7 @@ def loop_frames(path: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
 
 def write_webm_alpha(
     path: Path,
-    frames: Iterable[tuple[int, np.ndarray]],
+    frames: Iterable[tuple[int, Image]],
     fps: float,
     audio: np.ndarray,
     sample_rate_hz: int,

@@ -297,7 +297,7 @@ class Speaker:
         start, _ = audio_span(self._index, self.fps)
         tick = Tick(
             self._index,
-            VideoFrame(frame.image, self._index, self.time_base, speaking),
+            VideoFrame(frame.picture, self._index, self.time_base, speaking),
             AudioFrame(audio, OUTPUT_RATE_HZ, start),
             speaking,
             tuple(events),

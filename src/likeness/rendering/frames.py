@@ -1,7 +1,8 @@
 """The frames a render is made of: frozen, and each with its own time.
 
-A frame wraps its array without copying it; a step that changes the picture makes a new
-frame with ``with_image`` and keeps the time."""
+A frame wraps its picture without copying it (``media.picture``: an engine's frame stays the
+base frame's planes with the mouth laid over until a sink fills its encoder's buffer); a step
+that changes the picture makes a new frame with ``with_image`` and keeps the time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import numpy as np
+
+from likeness.media.picture import Picture
 
 
 def frame_rate(fps: float) -> Fraction:
@@ -18,13 +21,24 @@ def frame_rate(fps: float) -> Fraction:
 
 @dataclass(frozen=True)
 class VideoFrame:
-    """image: (H, W, 3) uint8 RGB, or (H, W, 4) uint8 RGBA once matted. It is shown at
-    ``pts * time_base`` seconds from the start of the audio it goes with."""
+    """Shown at ``pts * time_base`` seconds from the start of the audio it goes with. ``image``
+    is the picture as (H, W, 3) uint8 RGB, or (H, W, 4) uint8 RGBA once matted."""
 
-    image: np.ndarray
+    picture: Picture
     pts: int
     time_base: Fraction
     speaking: bool = False
+
+    @classmethod
+    def of(
+        cls, image: np.ndarray, pts: int, time_base: Fraction, speaking: bool = False
+    ) -> VideoFrame:
+        """A frame of an RGB(A) array."""
+        return cls(Picture.of_rgb(image), pts, time_base, speaking)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.picture.rgb
 
     @property
     def time_s(self) -> float:
@@ -37,7 +51,7 @@ class VideoFrame:
         return round(self.pts * self.time_base / time_base)
 
     def with_image(self, image: np.ndarray) -> VideoFrame:
-        return replace(self, image=image)
+        return replace(self, picture=Picture.of_rgb(image))
 
 
 @dataclass(frozen=True)

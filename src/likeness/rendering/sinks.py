@@ -12,9 +12,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Protocol
 
-import numpy as np
-
 from likeness.media.hls import write_hls, write_still
+from likeness.media.picture import Picture
 from likeness.media.video import write_mp4_at, write_webm_alpha
 from likeness.rendering.frames import AudioFrame, VideoFrame, frame_rate
 
@@ -89,10 +88,10 @@ class Still:
         return True
 
 
-def _at(frames: Iterable[VideoFrame], rate: Fraction) -> Iterator[tuple[int, np.ndarray]]:
+def _at(frames: Iterable[VideoFrame], rate: Fraction) -> Iterator[tuple[int, Picture]]:
     time_base = 1 / rate
     for frame in frames:
-        yield frame.pts_in(time_base), frame.image
+        yield frame.pts_in(time_base), frame.picture
 
 
 def _from_start(audio: AudioFrame) -> None:

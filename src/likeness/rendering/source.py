@@ -67,7 +67,9 @@ class _Clock:
 
     def frames(self, session: EngineSession) -> Iterator[VideoFrame]:
         for frame in session.pull():
-            yield VideoFrame(frame.image, self.first + frame.index, self.time_base, frame.speaking)
+            yield VideoFrame(
+                frame.picture, self.first + frame.index, self.time_base, frame.speaking
+            )
 
 
 def _feed(

@@ -22,8 +22,8 @@ class MouthbankEngine:
     ) -> dict[str, object]:
         return fit(data, out_dir, on_progress, held_in)
 
-    def load(self, bundle_dir: Path) -> MouthbankModel:
-        return load(bundle_dir)
+    def load(self, bundle_dir: Path, height: int | None = None) -> MouthbankModel:
+        return load(bundle_dir, height)
 
 
 __all__ = ["MouthbankEngine", "MouthbankModel"]

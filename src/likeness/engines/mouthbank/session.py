@@ -21,6 +21,7 @@ from likeness.engines.mouthbank.model import MouthbankModel
 from likeness.face import landmarks as lm
 from likeness.media import speech as F
 from likeness.media.audio import resample
+from likeness.media.picture import Picture
 from likeness.providers.base import Phone
 
 WIDTH_WEIGHT = 0.3
@@ -212,15 +213,17 @@ class MouthbankSession:
         apart: bool = False,
     ) -> RenderedFrame:
         model = self.model
-        n_base = len(model.base_images)
+        n_base = len(model.base_planes)
         period = max(1, 2 * n_base - 2)
         phase = self._frame % period
         b = phase if phase < n_base else period - phase
         j = self._select(opening, width, band, apart)
-        image = composite(
-            model.base_images[b], model.base_to_frame[b], model.bank_images[j], model.mask
+        base = model.base_planes[b]
+        patch = composite(
+            base, model.base_to_frame[b], model.bank_images[j], model.mask, model.base_ring[b]
         )
-        frame = RenderedFrame(index=self._frame, image=image, speaking=speaking)
+        picture = Picture.of_i420(base, patch)  # the base frame's bytes, the mouth laid over
+        frame = RenderedFrame(index=self._frame, picture=picture, speaking=speaking)
         self._frame += 1
         return frame
 
