@@ -147,6 +147,15 @@ def test_script_renders_to_mp4_hls_and_a_callback(client: TestClient, runtime: R
     assert payload["download_url"] and payload["replica_id"] == replica_id
     assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}$", payload["created_at"])
     json.dumps(payload)
+    # LIKENESS_OUTPUT_HEIGHT: the same replica renders smaller (never larger than trained)
+    small = client.post("/v2/videos", json={"replica_id": replica_id, "script": "Smaller."})
+    settings = runtime.settings.model_copy(update={"min_duration_s": 5.0, "output_height": 150})
+    deps = JobContext(runtime.sessions, runtime.storage, settings, runtime.queue)
+    video_tasks.render(deps, small.json()["video_id"])
+    path = runtime.storage.path(f"videos/{small.json()['video_id']}/video.mp4")
+    with av.open(str(path)) as container:
+        video = container.streams.video[0].codec_context
+        assert (video.width, video.height) == (200, 150)
 
 
 def test_audio_url_and_its_limits(

@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     webhook_retry_delays_s: list[float] = Field(default=[5, 30, 120, 600, 3600])
     webhook_timeout_s: float = 10.0
 
+    # Rendered videos (/v2/videos) have at most this many lines, as in "1080p" (the shorter
+    # side: a portrait video's width); unset, the training video's own size. A replica is
+    # never scaled up. Encoding is most of a render's cost, and it grows with the frame.
+    output_height: int | None = Field(default=None, ge=64)
+
     # Conversations (spec/realtime.md). Past ``max_conversations`` active ones, create answers
     # Tavus's "User has reached maximum concurrent conversations" rather than degrading every
     # call; the default is what 2 cores hold at 25 fps with a 512 px replica.

@@ -144,6 +144,13 @@ def render(
     audio: Path | None = typer.Option(None, "--audio", exists=True, dir_okay=False),
     text: str | None = typer.Option(None, "--text", help="Say this (offline Piper voice)."),
     output: Path = typer.Option(..., "--output", "-o", help="Where to write the MP4."),
+    height: int | None = typer.Option(
+        None,
+        "--height",
+        min=64,
+        help="At most this many lines, as in 1080p (the shorter side). "
+        "Default: LIKENESS_OUTPUT_HEIGHT, else the training video's size.",
+    ),
 ) -> None:
     """Make a replica say an audio file or a text, as an H.264 + AAC MP4."""
     quiet(False)
@@ -182,7 +189,7 @@ def render(
         samples, rate, phones = speak(text)
     if samples.size == 0:
         _fail("the audio is empty")
-    model = get_engine(engine_name).load(bundle)
+    model = get_engine(engine_name).load(bundle, height or runtime.settings.output_height)
     frames = render_mp4(model, AudioFrame(samples, rate), output, phones)
     seconds = len(samples) / rate
     took = time.perf_counter() - started

@@ -53,8 +53,8 @@ class RenderFailure(Exception):
 
 
 @lru_cache(maxsize=2)
-def _model(engine: str, bundle: Path) -> ReplicaModel:
-    return get_engine(engine).load(bundle)
+def _model(engine: str, bundle: Path, height: int | None) -> ReplicaModel:
+    return get_engine(engine).load(bundle, height)
 
 
 def render(ctx: JobContext, video_id: str) -> None:
@@ -103,7 +103,7 @@ def render(ctx: JobContext, video_id: str) -> None:
     try:
         with claim.kept_alive():
             samples, rate, phones = _audio(ctx, script, audio_url, work)
-            model = _model(engine, bundle)
+            model = _model(engine, bundle, settings.output_height)
             render_files(
                 model,
                 AudioFrame(samples, rate),
