@@ -6,6 +6,7 @@ barge-in, silence and noise, and the protocol messages only a full pipeline take
 from __future__ import annotations
 
 import asyncio
+import threading
 import wave
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from pathlib import Path
@@ -272,12 +273,18 @@ def test_a_full_persona_hears_a_webrtc_microphone_and_answers(
     from likeness.media_worker import MediaWorker
     from likeness.models import Conversation
 
+    from .test_llm import _Endpoint, _Handler
     from .test_realtime import Client, _replica_with_bundle
 
     replica_id = _replica_with_bundle(runtime, trained)
+    endpoint = _Endpoint(("127.0.0.1", 0), _Handler)  # OpenAI-compatible, at the edge
+    endpoint.requests = []
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{endpoint.server_address[1]}/ok/v1"
     persona = client.post("/v2/personas", json={
         "persona_name": "Bob", "system_prompt": "Be Bob.", "default_replica_id": replica_id,
-        "layers": {"stt": {"participant_pause_sensitivity": "high"}},
+        "layers": {"stt": {"participant_pause_sensitivity": "high"},
+                   "llm": {"model": "m1", "base_url": base_url}},
     })  # fmt: skip
     assert persona.status_code == 200, persona.text
     created = client.post(
@@ -292,8 +299,7 @@ def test_a_full_persona_hears_a_webrtc_microphone_and_answers(
             [np.zeros(RATE // 2), speech("librivox_0880.wav"), np.zeros(RATE * 3)]
         )
         out.writeframes(to_int16(said.astype(np.float32)).tobytes())
-    llm = ScriptedLlm("Ahoy there.")
-    worker = MediaWorker(runtime, 2, llm_for=lambda _persona: llm, asr=WhisperAsr)
+    worker = MediaWorker(runtime, 2)  # the persona's LLM, Whisper
     monkeypatch.setattr(worker, "_voice", voice)  # the session's warm voice
     monkeypatch.setattr(voice, "close", lambda: None)
 
@@ -319,6 +325,8 @@ def test_a_full_persona_hears_a_webrtc_microphone_and_answers(
         finally:
             await participant.close()
             await worker.end_all("end_conversation_endpoint_hit")
+            endpoint.shutdown()
+            endpoint.server_close()
 
         types = [e["event_type"] for e in participant.events]
         assert [t for t in types if t != "conversation.utterance.streaming"] == [
@@ -332,14 +340,93 @@ def test_a_full_persona_hears_a_webrtc_microphone_and_answers(
         heard = participant.events[2]["properties"]["speech"]
         print(f"\nheard through WebRTC {heard!r}: WER {wer(SAID_0880, heard):.0%}")
         assert wer(SAID_0880, heard) <= 0.5
-        assert llm.asked[0] == [
-            Message("system", "Be Bob.\n\nAt sea."), Message("user", heard)
-        ]  # fmt: skip
+        (request,) = endpoint.requests  # the words reached the LLM
+        assert request["path"] == "/ok/v1/chat/completions"
+        assert request["json"]["messages"] == [
+            {"role": "system", "content": "Be Bob.\n\nAt sea."},
+            {"role": "user", "content": heard},
+        ]
+        replica = [e for e in participant.events if e["event_type"] == "conversation.utterance"]
+        assert replica[1]["properties"] == {
+            "role": "replica", "speech": "Hello there.", "inference_id": replica[0]["inference_id"]
+        }  # fmt: skip
 
     asyncio.run(main())
     with runtime.sessions() as session:
         row = session.get(Conversation, cid)
         assert row.transcript[0] == {"role": "system", "content": "Be Bob.\n\nAt sea."}
-        assert row.transcript[2] == {"role": "assistant", "content": "Ahoy there."}
+        assert row.transcript[2] == {"role": "assistant", "content": "Hello there."}
         ready = [e for e in row.events if e["event_type"] == "application.transcription_ready"]
         assert ready[0]["properties"]["transcript"] == row.transcript
+
+
+def test_a_text_only_chat_answers_over_the_interactions_socket(runtime: Any, client: Any) -> None:
+    import json
+
+    from websockets.asyncio.client import connect
+
+    from likeness.app import create_app
+    from likeness.conversation.workers import WorkerAddress, record
+    from likeness.media_worker import MediaWorker, build_media_app
+
+    from .conftest import API_KEY
+    from .test_llm import _Endpoint, _Handler
+    from .test_realtime import _serving
+
+    endpoint = _Endpoint(("127.0.0.1", 0), _Handler)
+    endpoint.requests = []
+    threading.Thread(target=endpoint.serve_forever, daemon=True).start()
+    base_url = f"http://127.0.0.1:{endpoint.server_address[1]}/ok/v1"
+    persona = client.post("/v2/personas", json={
+        "persona_name": "Ann", "system_prompt": "Be Ann.",
+        "layers": {"llm": {"base_url": base_url}},
+    })  # fmt: skip
+    created = client.post("/v2/conversations", json={"persona_id": persona.json()["persona_id"],
+                                                     "chat": True})  # fmt: skip
+    assert created.status_code == 200, created.text
+    cid = created.json()["conversation_id"]
+    worker = MediaWorker(runtime, capacity=2)
+
+    async def main() -> list[dict[str, Any]]:
+        media, media_task, media_at = await _serving(build_media_app(worker, "secret"))
+        record(runtime.settings.resolved_data_dir, WorkerAddress(f"http://{media_at}", "secret"), 2)
+        api, api_task, api_at = await _serving(create_app(runtime=runtime))
+        events: list[dict[str, Any]] = []
+        try:
+            url = f"ws://{api_at}/v2/conversations/{cid}/interactions"
+            async with connect(url, additional_headers={"x-api-key": API_KEY}) as backend:
+                await backend.send(envelope("conversation.echo", text="Hi.").replace(CID, cid))
+                await backend.send(envelope("conversation.respond", text="Who are you?")
+                                   .replace(CID, cid))  # fmt: skip
+                while not events or events[-1]["event_type"] != (
+                    "conversation.replica.stopped_speaking"
+                ):
+                    events.append(json.loads(await asyncio.wait_for(backend.recv(), 30)))
+        finally:
+            api.should_exit = media.should_exit = True
+            await asyncio.gather(api_task, media_task)
+            await worker.end_all("end_conversation_endpoint_hit")
+            endpoint.shutdown()
+            endpoint.server_close()
+        return events
+
+    events = asyncio.run(main())
+    assert [e["event_type"] for e in events] == [
+        "conversation.error",  # a chat says nothing aloud: no echo
+        "conversation.replica.started_speaking",
+        "conversation.utterance",
+        "conversation.utterance.streaming",
+        "conversation.replica.stopped_speaking",
+    ]
+    assert events[2]["properties"]["speech"] == "Hello there."
+    assert events[4]["properties"]["interrupted"] is False
+    (request,) = endpoint.requests
+    assert request["json"]["messages"][-1] == {"role": "user", "content": "Who are you?"}
+    with runtime.sessions() as session:
+        from likeness.models import Conversation
+
+        row = session.get(Conversation, cid)
+        assert row.transcript[1:] == [
+            {"role": "user", "content": "Who are you?"},
+            {"role": "assistant", "content": "Hello there."},
+        ]

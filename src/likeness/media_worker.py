@@ -42,6 +42,7 @@ from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.providers.vad_silero import SileroVad, Tuning
 from likeness.providers.voice_process import VoiceProcess
 from likeness.realtime.call import Call, Full
+from likeness.realtime.chat import ChatConversation
 from likeness.realtime.pipeline import FullPipeline, Persona
 from likeness.realtime.recorder import Recorder
 from likeness.realtime.session import LiveConversation, Look
@@ -79,8 +80,7 @@ class Served:
     pipeline: FullPipeline | None = None
 
 
-# The LLM a full persona thinks with (None: full runs as echo plus greeting).
-LlmFor = Callable[[service.PersonaView], Llm | None]
+LlmFor = Callable[[service.PersonaView], Llm]  # the LLM a full persona thinks with
 
 
 class MediaWorker:
@@ -93,9 +93,12 @@ class MediaWorker:
     ) -> None:
         self.runtime = runtime
         self.capacity = capacity
-        self.llm_for = llm_for
-        self._asr = asr
+        """``llm_for``: the LLM of a full persona (default: its ``layers.llm`` and the
+        settings, llm_choice.py); ``asr``: its ears (default: Whisper tiny.en)."""
+        self.llm_for = llm_for or self._persona_llm
+        self._asr = asr or asr_whisper.WhisperAsr
         self._background: set[asyncio.Task[None]] = set()
+        self._writing: dict[str, set[asyncio.Task[None]]] = {}  # transcripts being written
         self.served: dict[str, Served] = {}
         self._models: OrderedDict[str, ReplicaModel] = OrderedDict()
         self._voice: VoiceProcess | None = None
@@ -122,19 +125,23 @@ class MediaWorker:
         rt = self.runtime
         with rt.sessions() as session:
             row = repository.get_live(session, conversation_id)
-            if row is None or row.status != "active" or row.test_mode or row.replica_id is None:
-                raise NotHere(404, "no active conversation with a replica has this id")
-            replica = repository.live_replica(session, row.replica_id)
-            if replica is None or replica.status != "completed":
-                raise NotHere(404, "the conversation's replica is not ready")
-            props = service.properties(row)
-            engine, bundle_name = replica.engine, replica.artifacts["bundle"]
-            replica_id, greeting = replica.id, row.custom_greeting
-            # The call's timeouts count from the conversation's creation, not from here.
-            age_s = (utcnow() - row.created_at).total_seconds()
-            audio_only, max_participants = row.audio_only, row.max_participants
+            if row is None or row.status != "active" or row.test_mode:
+                raise NotHere(404, "no active conversation has this id")
             persona = service.persona_of(session, row)
             conversational_context = row.conversational_context
+            props = service.properties(row)
+            # The call's timeouts count from the conversation's creation, not from here.
+            age_s = (utcnow() - row.created_at).total_seconds()
+            chat = row.replica_id is None and row.chat  # text only: no replica, no media
+            replica = None if chat else repository.live_replica(session, row.replica_id or "")
+            if not chat and (replica is None or replica.status != "completed"):
+                raise NotHere(404, "the conversation's replica is not ready")
+            if replica is not None:
+                engine, bundle_name = replica.engine, replica.artifacts["bundle"]
+                replica_id, greeting = replica.id, row.custom_greeting
+                audio_only, max_participants = row.audio_only, row.max_participants
+        if chat:
+            return self._open_chat(conversation_id, persona, conversational_context, props, age_s)
         claim = service.claim(rt.sessions, conversation_id, rt.settings.conversation_lease_s)
         if claim is None:
             raise NotHere(409, "another media worker serves this conversation")
@@ -178,19 +185,44 @@ class MediaWorker:
         log.info("conversation %s: served here", conversation_id)
         return served
 
+    def _open_chat(
+        self,
+        conversation_id: str,
+        persona: service.PersonaView,
+        conversational_context: str | None,
+        props: Properties,
+        age_s: float,
+    ) -> Served:
+        """A text-only chat: the persona's LLM behind the interactions socket, no media."""
+        rt = self.runtime
+        claim = service.claim(rt.sessions, conversation_id, rt.settings.conversation_lease_s)
+        if claim is None:
+            raise NotHere(409, "another media worker serves this conversation")
+        chat = ChatConversation(conversation_id)
+        pipeline = self._pipeline(conversation_id, chat, persona, conversational_context)
+        call = Call(chat, [])
+        call.start()
+        if pipeline is not None:
+            self._warming(pipeline)
+        served = Served(call, claim, time.monotonic() - age_s, props, pipeline=pipeline)
+        served.watch = asyncio.ensure_future(self._watch(conversation_id, served))
+        self.served[conversation_id] = served
+        return served
+
+    def _persona_llm(self, persona: service.PersonaView) -> Llm:
+        return llm_choice.choose(_layer(persona.layers, "llm"), self.runtime.settings)
+
     def _pipeline(
         self,
         conversation_id: str,
-        live: LiveConversation,
+        live: LiveConversation | ChatConversation,
         persona: service.PersonaView,
         conversational_context: str | None,
     ) -> FullPipeline | None:
         """A full persona's ears and LLM (pipeline_mode full, and an LLM for it)."""
-        if persona.pipeline_mode != "full" or self.llm_for is None or self._asr is None:
+        if persona.pipeline_mode != "full":
             return None
         llm = self.llm_for(persona)
-        if llm is None:
-            return None
         stt, flow = _layer(persona.layers, "stt"), _layer(persona.layers, "conversational_flow")
         wanted = Persona(
             persona.system_prompt,
@@ -203,7 +235,7 @@ class MediaWorker:
         tuning = Tuning()
         sessions = self.runtime.sessions
         in_order = asyncio.Lock()  # each version of the transcript is written after the last
-        writing: set[asyncio.Task[None]] = set()
+        writing = self._writing.setdefault(conversation_id, set())
 
         def keep(entries: list[dict[str, str]]) -> None:
             def write() -> None:
@@ -276,11 +308,17 @@ class MediaWorker:
             ):
                 reason = service.PARTICIPANT_ABSENT
         if reason is not None:
+            await self._written(conversation_id)
             with transaction(self.runtime.sessions) as session:
                 sent = service.end_claimed(session, served.claim, reason)
             self._send(sent)
             log.info("conversation %s: ended (%s)", conversation_id, reason)
         await self._hang_up(conversation_id, served)
+
+    async def _written(self, conversation_id: str) -> None:
+        """The transcript's pending writes are done (before the end announces it)."""
+        pending = self._writing.pop(conversation_id, set())
+        await asyncio.gather(*pending, return_exceptions=True)
 
     async def _hang_up(self, conversation_id: str, served: Served) -> None:
         served.ended = True
@@ -314,6 +352,7 @@ class MediaWorker:
         for conversation_id, served in list(self.served.items()):
             if served.watch is not None:
                 served.watch.cancel()
+            await self._written(conversation_id)
             with transaction(self.runtime.sessions) as session:
                 sent = service.end_claimed(session, served.claim, reason)
             self._send(sent)
@@ -429,10 +468,7 @@ def run_media_worker(runtime: Runtime, capacity: int, port: int = 0) -> None:
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     token = secrets.token_urlsafe(32)
 
-    def llm_for(persona: service.PersonaView) -> Llm:
-        return llm_choice.choose(_layer(persona.layers, "llm"), runtime.settings)
-
-    worker = MediaWorker(runtime, capacity, llm_for, asr_whisper.WhisperAsr)
+    worker = MediaWorker(runtime, capacity)
     app = build_media_app(worker, token)
     entry = record(runtime.settings.resolved_data_dir, WorkerAddress(url, token), capacity)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))

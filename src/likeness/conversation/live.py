@@ -40,7 +40,7 @@ def _check(
             return _error("This conversation needs its meeting token", 401)
         if row.status != "active":
             return _error("This conversation has ended", 400)
-        if row.test_mode or row.replica_id is None:
+        if row.test_mode or (row.replica_id is None and not (keyed and row.chat)):
             return _error("This conversation has no replica to join", 400)
     return None
 

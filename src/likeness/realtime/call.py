@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from likeness.kit.ids import opaque_id
+from likeness.realtime.chat import ChatConversation
 from likeness.realtime.session import LiveConversation
 from likeness.realtime.webrtc.peer import Ice, Peer
 
@@ -21,7 +22,7 @@ class Full(Exception):
 class Call:
     def __init__(
         self,
-        conversation: LiveConversation,
+        conversation: LiveConversation | ChatConversation,
         ice: list[Ice],
         audio_only: bool = False,
         max_participants: int | None = None,
@@ -42,6 +43,8 @@ class Call:
 
     async def join(self, offer_sdp: str) -> tuple[str, str]:
         """(participant id, SDP answer); raises Full or peer.BadOffer."""
+        if not isinstance(self.conversation, LiveConversation):
+            raise Full("a text-only chat (chat: true) has no media: use the interactions socket")
         # The replica is a participant too (Tavus counts it in max_participants).
         if self._max is not None and len(self.peers) + 1 >= self._max:
             raise Full(f"this conversation allows at most {self._max} participants")

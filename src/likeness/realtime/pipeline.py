@@ -23,7 +23,7 @@ import logging
 import queue
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +32,6 @@ from likeness.realtime import protocol
 from likeness.realtime.dialogue import Dialogue, SentenceChunker, tool_call_properties
 from likeness.realtime.frames import Sentence, SpeakerEvent, Started, Stopped
 from likeness.realtime.hearing import Heard, Hearing, UserSaid, UserStarted, UserStopped
-from likeness.realtime.session import LiveConversation
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,21 @@ PAUSE_S = {"superlow": 1.6, "verylow": 1.2, "low": 0.9, "medium": 0.5, "high": 0
 INTERRUPT_S = {"superlow": 1.0, "verylow": 0.6, "low": 0.35, "medium": 0.128, "high": 0.064}
 # More speech needed to talk over the replica, by replica_interruptibility.
 INTERRUPTIBILITY_S = {"high": 0.0, "medium": 0.0, "low": 0.5, "verylow": 1.0, "superlow": 2.0}
+
+
+class Stage(Protocol):
+    """Where the answers are said: a live call (session.LiveConversation) or a text-only
+    chat (chat.ChatConversation)."""
+
+    conversation_id: str
+    brain: Any
+    speaking: str | None  # the inference_id of the utterance being heard
+
+    def publish(
+        self, event_type: str, properties: dict[str, Any], inference_id: str | None = None
+    ) -> None: ...
+    def interrupt(self) -> None: ...
+    def say_sentences(self, sentences: Iterable[str], inference_id: str) -> None: ...
 
 
 class Tunable(Protocol):
@@ -84,7 +98,7 @@ class _Reply:
 class FullPipeline:
     def __init__(
         self,
-        conversation: LiveConversation,
+        conversation: Stage,
         vad: Vad,
         tuning: Tunable,
         asr: Asr,

@@ -150,7 +150,7 @@ class LiveConversation:
                 self.interrupt()
             elif isinstance(message, protocol.Respond | protocol.Context | protocol.Sensitivity):
                 if self.brain is None:
-                    event_type = _event_type(message)
+                    event_type = event_type_of(message)
                     raise protocol.BadMessage(ECHO_ONLY.format(event_type), event_type)
                 self.brain.handle(message)
             elif isinstance(message, protocol.EchoText):
@@ -330,7 +330,7 @@ class LiveConversation:
         self._closed = True
 
 
-def _event_type(message: protocol.Listening) -> str:
+def event_type_of(message: protocol.Listening) -> str:
     if isinstance(message, protocol.Respond):
         return "conversation.respond"
     if isinstance(message, protocol.Context):
