@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import queue as queues
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +18,15 @@ import numpy as np
 import pytest
 
 from likeness.engines.mouthbank import MouthbankModel
-from likeness.media.audio import read_audio, to_int16
-from likeness.providers.base import Phone
+from likeness.media.audio import read_audio, resample, to_int16
+from likeness.providers import sphinx_stream
+from likeness.providers.base import Phone, SettledPhones
 from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.providers.voice_process import VoiceProcess
 from likeness.realtime import protocol
 from likeness.realtime.frames import Tick, audio_span
 from likeness.realtime.session import GREEN, LiveConversation, Look
-from likeness.realtime.speaker import MAX_UTTERANCES, Speaker
+from likeness.realtime.speaker import MAX_SKIP_S, MAX_UTTERANCES, Speaker
 
 from .conftest import API_KEY, FIXTURES
 
@@ -283,6 +286,90 @@ def test_streamed_echo_audio_is_spoken_with_live_phones(
     n = min(len(heard), int(2.7 * 48000))
     start = int(start_s * 48000)
     assert np.corrcoef(heard[:n], sent[start : start + n])[0, 1] > 0.9
+
+
+class InStep:
+    """The live phone recogniser (sphinx_stream's own live settling) run in step with the
+    audio: each feed returns once its piece is decoded and its settled phones are out, as on
+    a machine with time to spare. For tests on a virtual clock."""
+
+    def __init__(self, on_phones: Callable[[int, SettledPhones, bool], None]) -> None:
+        self._out = on_phones
+        self._next = 0
+
+    def begin(self) -> int:
+        self._pieces: queues.Queue[bytes | None] = queues.Queue()
+        self._decoded = threading.Semaphore(0)
+        utt = self._next
+
+        def pieces() -> Iterator[bytes]:
+            while (piece := self._pieces.get()) is not None:
+                yield piece
+                self._decoded.release()
+
+        def recognise() -> None:
+            settled = sphinx_stream.settled(pieces(), None, sphinx_stream.LIVE_SETTLE_S,
+                                            sphinx_stream.LIVE_LOOK_EVERY_S, cut=True)  # fmt: skip
+            for fresh, until in settled:
+                self._out(utt, SettledPhones(tuple(Phone(*p) for p in fresh), until), False)
+            self._out(utt, SettledPhones((), 0.0), True)
+            self._decoded.release()
+
+        self._thread = threading.Thread(target=recognise)
+        self._thread.start()
+        return utt
+
+    def feed(self, samples: np.ndarray, sample_rate_hz: int) -> None:
+        self._pieces.put(to_int16(resample(samples, sample_rate_hz, 16000)).tobytes())
+        self._decoded.acquire()
+
+    def finish(self) -> None:
+        self._pieces.put(None)
+        self._decoded.acquire()
+        self._thread.join()
+        self._next += 1
+
+    def close(self) -> None:
+        pass
+
+
+def speak_in_real_time(model: MouthbankModel, chunks: list[bytes], rate: int) -> list[Tick]:
+    """Streamed echo audio on a virtual clock: chunk n arrives at 0.1 n s, a tick every
+    frame; the ticks until well after the last chunk."""
+    speaker = Speaker(model.session(), voice=lambda _t: [], phones=InStep)
+    ticks = []
+    arrived = 0
+    for k in range(int((len(chunks) * 0.1 + 1.5) * model.fps)):
+        while arrived < len(chunks) and arrived * 0.1 <= k / model.fps + 1e-9:
+            done = arrived == len(chunks) - 1
+            speaker.say_audio(chunks[arrived], rate, "a1", done)
+            arrived += 1
+        ticks.append(speaker.tick())
+    speaker.close()
+    return ticks
+
+
+def test_streamed_echo_audio_in_real_time_never_stalls_mid_speech(model: MouthbankModel) -> None:
+    """Chunks that come in real time, phones that settle a chunk at a time: once the replica
+    starts, it speaks every tick to the end (it starts with phones known far enough ahead),
+    from the first sound on."""
+    ticks = speak_in_real_time(model, audio_chunks(24000, 3.0), 24000)
+    spoke = [t.index for t in ticks if t.speaking]
+    assert spoke == list(range(spoke[0], spoke[0] + len(spoke)))  # no gap
+    assert len(spoke) / model.fps == pytest.approx(3.0 - 0.24, abs=0.05)  # from the sound
+    first = ticks[spoke[0]].audio.samples
+    assert 0.003 < float(np.sqrt(np.mean(first**2))) < 0.05  # the soft onset, not silence
+
+
+def test_a_quiet_voice_loses_at_most_half_a_second(model: MouthbankModel) -> None:
+    """Streamed audio is cut to its first sound, but a voice too quiet to be found is not
+    dropped: at most MAX_SKIP_S of it is skipped."""
+    samples, _ = read_audio(FIXTURES / "librivox_0880.wav", 24000)
+    quiet = samples[: 24000 * 2] * (0.005 / float(np.sqrt(np.mean(samples**2))))
+    pcm = to_int16(quiet).tobytes()
+    chunks = [pcm[i : i + 4800] for i in range(0, len(pcm), 4800)]
+    ticks = speak_in_real_time(model, chunks, 24000)
+    assert sum(t.speaking for t in ticks) / model.fps == pytest.approx(2.0 - MAX_SKIP_S, abs=0.05)
 
 
 def test_interrupt_stops_speech_within_a_few_frames(

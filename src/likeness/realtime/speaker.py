@@ -438,9 +438,13 @@ class Speaker:
     def _render_ahead(self, utt: _Utterance) -> None:
         """Give the engine the audio of the next few frames (where phones are known) and
         take the frames it can make."""
-        if len(utt.frames) >= AHEAD_FRAMES or utt.ended or utt.rate == 0 or not utt.sounding:
+        # Before its first frame is out, an utterance makes just what that frame needs: the
+        # tick that sends it does not wait on frames that the next ticks can make.
+        most = AHEAD_FRAMES if utt.started else 1
+        if len(utt.frames) >= most or utt.ended or utt.rate == 0 or not utt.sounding:
             return
-        want_s = (utt.emitted + len(utt.frames) + AHEAD_FRAMES + 1) / self.fps + FEATURE_AHEAD_S
+        ahead = most + 1 if utt.started else 0
+        want_s = (utt.emitted + len(utt.frames) + ahead) / self.fps + FEATURE_AHEAD_S
         limit = min(utt.received, int(want_s * utt.rate))
         # Audio only up to the phones known: a frame is made once the audio past its end is
         # (its features look ahead), so every frame made has its phones.
