@@ -89,7 +89,7 @@ def instrumented(live: Any, stamps: Stamps) -> None:
 
     def timed_phones(on_phones: Any) -> Any:
         def heard(utt: int, settled: Any, final: bool) -> None:
-            if settled.phones:
+            if any(p.name != "SIL" for p in settled.phones):  # speech, not the silence first
                 stamps.mark("phones")
             on_phones(utt, settled, final)
 
