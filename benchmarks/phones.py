@@ -22,8 +22,12 @@ Measures, per system (silences left out):
   - CPU: process CPU-seconds per second of audio (user + sys; Whisper's threads included)
 
 Voices: LibriVox (five clips, a man, 16 kHz) was looked at while the heard path was built
-(its pause and padding constants); Allison (two studio prompts, a woman, 8 kHz) is HELD
-OUT and reported on its own.
+(its pause and padding constants). Allison (two studio prompts, a woman, 8 kHz) was meant to
+be held out, but its first run (heard: 87 % of centres, 89 % of /p b m/) showed a stretch
+whose alignment failed (the tail of the word before it, inside its padding), and the fix
+(cuts at the quietest point of a pause, a tighter retry) was made on it: it is reported, but
+no longer as held out. The Piper voice saying Harvard list 2 is HELD OUT: it was first run
+with the fix in place, and nothing was changed after.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import statistics
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,11 +45,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _clips import FIXTURES, ROOT
 
-from likeness.media.audio import read_audio
+from likeness.media.audio import read_audio, resample
 from likeness.providers import asr_sphinx, asr_whisper
 from likeness.providers.base import Phone
 from likeness.providers.phones_whisper import WhisperPhones
 from likeness.providers.spelling import word_error_rate
+from likeness.providers.tts_piper import PiperTts
 
 SR = 16000
 SHARED = next(
@@ -75,8 +81,17 @@ ALLISON = {
     "allison_vm-intro.wav": "please leave your message after the tone when done hang up or "
     "press the pound key",
 }
+# Harvard sentences, list 2, said by the Piper voice (synthesised here)
+HARVARD_2 = (
+    "The boy was there when the sun rose. A rod is used to catch pink salmon. "
+    "The source of the huge river is the clear spring. Kick the ball straight and follow "
+    "through. Help the woman get back to her feet. A pot of tea helps to pass the evening. "
+    "Smoky fires lack flame and heat. The soft cushion broke the man's fall. "
+    "The salt breeze came across from the sea. The girl at the booth sold fifty bonds."
+)
 SETS = (
-    ("HELD OUT: Allison, two studio prompts (8 kHz)", ALLISON),
+    ("HELD OUT: Piper, Harvard list 2 (new takes each run)", {"piper": HARVARD_2}),
+    ("Allison, two studio prompts (8 kHz; a fix was found on it, see above)", ALLISON),
     ("LibriVox, five clips (looked at while building)", LIBRIVOX),
 )
 
@@ -84,6 +99,27 @@ SETS = (
 def _read(name: str) -> np.ndarray:
     path = FIXTURES / name if (FIXTURES / name).exists() else SHARED / name
     return read_audio(path, SR)[0]
+
+
+def _clip(name: str, truth: str, decoder: Any) -> tuple[np.ndarray, list[Phone], str]:
+    """The clip, its reference phones and its words. Piper's speech is aligned a sentence at
+    a time, as it is made (one alignment over its 20 s of sentences fails); a sentence whose
+    take does not align to its own words is left out of the clip."""
+    if name != "piper":
+        samples = _read(name)
+        return samples, asr_sphinx.align_words(samples, truth, decoder)[1], truth
+    pieces, reference, said, at_s = [], [], [], 0.0
+    for chunk in PiperTts().say(truth):
+        speech = resample(chunk.samples, chunk.sample_rate_hz, SR)
+        aligned = asr_sphinx.align_words(speech, chunk.text, decoder)[1]
+        if not aligned:
+            print(f"  (left out: Piper's {chunk.text!r}, which does not align)")
+            continue
+        reference += [Phone(p.name, at_s + p.start_s, at_s + p.end_s) for p in aligned]
+        pieces.append(speech)
+        said.append(chunk.text)
+        at_s += len(speech) / SR
+    return np.concatenate(pieces), reference, " ".join(said)
 
 
 def _cpu_s() -> float:
@@ -190,8 +226,7 @@ def main() -> None:
     for title, clips in SETS:
         free, heard = Tally(), Tally()
         for name, truth in clips.items():
-            samples = _read(name)
-            _, reference = asr_sphinx.align_words(samples, truth, decoder)
+            samples, reference, truth = _clip(name, truth, decoder)
             assert reference, f"{name}: its transcript does not align"
             free.add(_timed(free, asr_sphinx.recognise, samples), reference)
             found = _timed(heard, lambda s: WhisperPhones().phones(s, SR), samples)

@@ -186,3 +186,15 @@ def test_a_word_the_dictionary_lacks_is_pronounced_by_rule_and_aligned() -> None
     phones = phones_whisper._stretch(speech, decoder, misspelt, 0.0, len(speech) / 16000)
     names = " ".join(p.name for p in phones if p.name != "SIL")
     assert names.startswith("P L IY Z L IY V Y AO R M EH S")  # Please leave yorr mes…
+
+
+def test_stretches_are_cut_where_the_pause_is_quietest() -> None:
+    """Whisper's word ends are loose (here: its gap starts half a second inside the speech):
+    the cut between two stretches goes to the quietest 50 ms, not the gap's middle."""
+    one, rate = _speech("librivox_0870.wav")
+    one = resample(one, rate, 16000)[: int(6.9 * 16000)]  # ends inside "them"
+    pause = np.zeros(int(0.3 * 16000), np.float32)
+    speech = np.concatenate([one, pause, one])
+    end_s = len(one) / 16000
+    cut_s = phones_whisper._quietest(speech, end_s - 0.5, end_s + 0.35)
+    assert end_s < cut_s < end_s + 0.3

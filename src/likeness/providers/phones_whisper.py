@@ -58,7 +58,7 @@ class WhisperPhones:
             for segment in heard:
                 for word in segment:
                     if stretch and word.start_s - stretch[-1].end_s >= PAUSE_S:
-                        cut_s = (stretch[-1].end_s + word.start_s) / 2
+                        cut_s = _quietest(audio, stretch[-1].end_s, word.start_s)
                         yield SettledPhones(
                             tuple(_stretch(audio, decoder, stretch, done_s, cut_s)), cut_s
                         )
@@ -74,20 +74,40 @@ class WhisperPhones:
             yield settled
 
 
+def _quietest(audio: np.ndarray, from_s: float, to_s: float) -> float:
+    """The middle of the quietest 50 ms between two words (Whisper's times for the end of a
+    word and the start of the next are loose; the pause itself is where the sound is
+    least)."""
+    window = int(0.05 * SAMPLE_RATE_HZ)
+    first, last = int(from_s * SAMPLE_RATE_HZ), int(to_s * SAMPLE_RATE_HZ)
+    gap = np.square(audio[first:last], dtype=np.float64)
+    if len(gap) <= window:
+        return (from_s + to_s) / 2
+    energy = np.convolve(gap, np.ones(window), "valid")
+    return (first + int(np.argmin(energy)) + window // 2) / SAMPLE_RATE_HZ
+
+
 def _stretch(
     audio: np.ndarray, decoder: Any, words: list[Word], from_s: float, to_s: float
 ) -> list[Phone]:
     """The phones of ``audio`` from ``from_s`` to ``to_s`` (seconds), which holds ``words``:
-    silence, then the words' aligned phones (PAD_S either side), then silence."""
-    start_s = max(from_s, words[0].start_s - PAD_S)
-    stop_s = min(to_s, words[-1].end_s + PAD_S)
-    piece = audio[int(start_s * SAMPLE_RATE_HZ) : int(stop_s * SAMPLE_RATE_HZ)]
+    silence, then the words' aligned phones, then silence. The words are aligned with PAD_S
+    of audio either side, else (a sound beyond them that is not in the text, such as the
+    tail of the word before, makes the alignment fail) with PAD_S / 4, else the stretch's
+    phones are recognised freely."""
     spoken = [w for word in words for w in said(word.text)]
     for word in spoken:
         _know(decoder, word)
-    _, found = asr_sphinx.align_words(piece, " ".join(spoken), decoder)
-    if not found:  # a word that is not there, or one no pronunciation fits
-        found = asr_sphinx.recognise(piece)
+    for pad_s in (PAD_S, PAD_S / 4, None):
+        start_s = max(from_s, words[0].start_s - (pad_s or PAD_S))
+        stop_s = min(to_s, words[-1].end_s + (pad_s or PAD_S))
+        piece = audio[int(start_s * SAMPLE_RATE_HZ) : int(stop_s * SAMPLE_RATE_HZ)]
+        if pad_s is None:
+            found = asr_sphinx.recognise(piece)
+            break
+        _, found = asr_sphinx.align_words(piece, " ".join(spoken), decoder)
+        if found:
+            break
     phones = [Phone(SILENCE, from_s, start_s)] if start_s > from_s else []
     phones += [Phone(p.name, start_s + p.start_s, start_s + p.end_s) for p in found]
     if to_s > stop_s:
