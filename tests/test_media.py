@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import struct
+from itertools import islice
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
 from likeness.face.landmarks import inter_ocular
 from likeness.media.audio import read_audio
 from likeness.media.probe import probe
-from likeness.media.video import frames_numbered, iter_frames, write_mp4
+from likeness.media.video import frames_numbered, iter_decoded, iter_frames, write_mp4
 from likeness.training import pipeline
 from likeness.training.limits import Limits
 from likeness.training.workspace import Workspace
@@ -48,6 +50,16 @@ def test_a_phone_video_is_read_upright(tmp_path: Path) -> None:
     assert np.abs(got[10].astype(int) - frames[10]).mean() < 4  # the same picture, not turned
     (_, picked), *_ = frames_numbered(clip, [10])
     assert np.array_equal(picked, got[10])
+    # The trackers' small copy is the upright picture scaled down; a cut of the full picture
+    # is exactly that part of it (the sideways frame is converted only there).
+    picture = next(islice(iter_decoded(clip, 150), 10, None))
+    assert picture.small.shape == (150, 200, 3)
+    assert picture.scale == 2.0
+    shrunk = cv2.resize(got[10], (200, 150), interpolation=cv2.INTER_AREA)
+    assert np.abs(picture.small.astype(int) - shrunk).mean() < 2
+    for box in [(0, 0, 400, 300), (33, 17, 251, 141), (350, 250, 450, 350)]:
+        expected = got[10][box[1] : box[3], box[0] : box[2]]
+        assert np.array_equal(picture.cut(box), expected), box
 
 
 def test_a_phone_video_trains(tmp_path: Path) -> None:

@@ -3,12 +3,16 @@ decoding, the replica's size follows ``output_size``, and tracking holds only a 
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
+from likeness.engines.mouthbank.fit import fit
+from likeness.engines.mouthbank.model import load
 from likeness.errors import TrainingFailure
 from likeness.face.hands import HandWatch
 from likeness.face.tracker import QUEUE_FRAMES, FaceCounter, FaceMeshTracker
@@ -62,22 +66,22 @@ def test_a_picture_over_the_memory_budget_is_refused_at_the_probe(tmp_path: Path
     assert "resolution is too high" in failures.message_for(failure.failure_type)
     assert not (work / "track.npz").exists()  # no frame was tracked
 
-    small = tmp_path / "small"
-    verdict = pipeline.check_video(local_job(FIXTURES / "short_talk.mp4", small, limits=limits))
-    assert verdict.failure is None, verdict.checks
-    assert Workspace(small).face_track().width == 400
+    ctx = pipeline.context(local_job(FIXTURES / "short_talk.mp4", tmp_path / "small"))
+    ctx = dataclasses.replace(ctx, limits=limits)
+    ctx.work.root.mkdir()
+    ctx.work.source.symlink_to((FIXTURES / "short_talk.mp4").resolve())
+    probe_stage.run(ctx, lambda _fraction: None)  # the 400x300 clip passes
+    assert ctx.work.media_info().width == 400
 
 
-def test_tracking_holds_a_few_frames_whatever_the_length(tmp_path: Path) -> None:
-    """The track stage streams the video: at its peak it holds (in NumPy arrays) about the
-    frames its two queues hold (tracker.QUEUE_FRAMES each), not the 300 of the clip."""
+@pytest.fixture(scope="module")
+def tracked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, int]:
+    """The track stage run on the real 300-frame clip: its workspace, and the peak of what it
+    held in NumPy arrays (tracemalloc) while it ran."""
     clip = FIXTURES / "short_talk.mp4"
-    job = local_job(clip, tmp_path / "work")
-    ctx = pipeline.context(job)
-    ctx.work.root.mkdir(parents=True)
+    ctx = pipeline.context(local_job(clip, tmp_path_factory.mktemp("tracked")))
     ctx.work.source.symlink_to(clip.resolve())
     ctx.work.save_media_info(probe(clip))
-    frame_bytes = 400 * 300 * 3
     with FaceMeshTracker():  # MediaPipe's imports and first loads are not the stage's
         FaceCounter().close()
         HandWatch().close()
@@ -87,5 +91,31 @@ def test_tracking_holds_a_few_frames_whatever_the_length(tmp_path: Path) -> None
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert ctx.work.face_track().n_frames == 300
-    assert peak < (2 * QUEUE_FRAMES + 8) * frame_bytes, peak / frame_bytes
+    return ctx.work, peak
+
+
+def test_tracking_holds_a_few_frames_whatever_the_length(tracked: tuple[Workspace, int]) -> None:
+    """The track stage streams the video: at its peak it holds (in NumPy arrays) about the
+    frames its two queues hold (tracker.QUEUE_FRAMES each), not the 300 of the clip."""
+    work, peak = tracked
+    assert work.face_track().n_frames == 300
+    assert peak < (2 * QUEUE_FRAMES + 8) * 400 * 300 * 3, peak / (400 * 300 * 3)
+
+
+def test_the_bank_is_cut_from_the_tracking_pass(
+    tracked: tuple[Workspace, int], tmp_path: Path
+) -> None:
+    """Every measured frame with a face has its face cut while tracking, and the mouth bank
+    made from those cuts (no second decoding) matches the one made by decoding again."""
+    work, _ = tracked
+    data = work.training_input()
+    assert data.regions is not None
+    face = data.track.present & data.track.measured
+    assert np.array_equal(data.regions.frames, np.flatnonzero(face))
+    banks = []
+    for name, regions in (("cut", data.regions), ("decoded", None)):
+        fit(dataclasses.replace(data, regions=regions), tmp_path / name)
+        banks.append(load(tmp_path / name).bank_images.astype(np.float64))
+    assert banks[0].shape == banks[1].shape
+    psnr = 10 * np.log10(255**2 / np.mean((banks[0] - banks[1]) ** 2))
+    assert psnr > 40, psnr  # measured 44.9 dB (one JPEG generation more)

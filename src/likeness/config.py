@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     min_fps: float = 20.0
     min_face_share: float = 0.5
     # What one training may hold in memory: a video whose picture would need more is refused
-    # before decoding (a 4K video needs about 1.5 GB, an 8K one about 3.3 GB).
+    # before decoding (training/stages/probe.py: 4K needs about 2.0 GiB, 8K about 2.9 GiB).
     max_training_memory_bytes: int = 3 * 1024 * 1024 * 1024
 
     # Spoken consent (Tavus's statement) in the training or consent video: "required" or "off".

@@ -14,7 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
-from likeness.face.tracker import FaceTrack
+from likeness.face.tracker import FaceRegions, FaceTrack
 from likeness.media.picture import Picture
 from likeness.providers.base import Phone
 
@@ -31,6 +31,8 @@ class TrainingInput:
     # (W, H) the replica stores and renders at (media/probe.py ``output_size``); None: the
     # video's own. The track stays in the video's own pixels.
     output_size: tuple[int, int] | None = None
+    # The face cut from the measured frames while tracking (None: decode the video for it).
+    regions: FaceRegions | None = None
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,20 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
+from likeness.face import landmarks as lm
 from likeness.kit.handoff import in_thread
+from likeness.media.video import Decoded
 
 N_POINTS = 478
 QUEUE_FRAMES = 8  # decoded frames waiting for FaceMesh (720p: 2 MB each)
 LOOK_EVERY = 10  # frames between two looks of the (costly) detectors in ``track``
+# Cuts of the face keep at most this inter-ocular distance (the mouthbank's canonical mouth
+# crops keep 160 px at most), as JPEG of this quality.
+REGION_IOD_PX = 200.0
+REGION_JPEG_QUALITY = 95
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,96 @@ class FaceMeshTracker:
         return points
 
 
+@dataclass(frozen=True)
+class FaceRegions:
+    """The face of measured frames, cut from the full-resolution picture while tracking, so
+    that nothing decodes the video a second time for it. frames: (R,) int64 ascending;
+    origin: (R, 2) float32, each cut's top-left in the video's pixels; scale: (R,) float32,
+    cut pixels per video pixel; offsets: (R + 1,) int64 into ``jpeg``, (B,) uint8, the cuts
+    one after another."""
+
+    frames: np.ndarray
+    origin: np.ndarray
+    scale: np.ndarray
+    offsets: np.ndarray
+    jpeg: np.ndarray
+
+    def image(self, row: int) -> np.ndarray:
+        """The cut of ``frames[row]``: (h, w, 3) uint8 RGB."""
+        data = self.jpeg[int(self.offsets[row]) : int(self.offsets[row + 1])]
+        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError("a face cut is not a readable JPEG")
+        rgb: np.ndarray = bgr[:, :, ::-1]
+        return rgb
+
+    def to_cut(self, row: int) -> np.ndarray:
+        """(2, 3) float32 affine map from the video's pixels to the cut's."""
+        s = float(self.scale[row])
+        x, y = (float(v) for v in self.origin[row])
+        shift = (s - 1) / 2  # a resize maps pixel centres: x' = s x + (s - 1) / 2
+        return np.array([[s, 0.0, shift - s * x], [0.0, s, shift - s * y]], np.float32)
+
+
+class RegionCutter:
+    """Collects ``FaceRegions``: the lower face (eye line to below the chin, with margins a
+    smoothed track's crop stays inside) of each frame shown, at most REGION_IOD_PX."""
+
+    def __init__(self) -> None:
+        self._frames: list[int] = []
+        self._origin: list[tuple[float, float]] = []
+        self._scale: list[float] = []
+        self._jpeg: list[bytes] = []
+
+    def __call__(self, index: int, points: np.ndarray, picture: Decoded) -> None:
+        """points: (478, 2) landmarks in the video's pixels."""
+        iod = float(lm.inter_ocular(points))
+        eyes = points[[lm.RIGHT_EYE_OUTER, lm.LEFT_EYE_OUTER]]
+        x0 = int(points[:, 0].min() - 0.3 * iod)
+        x1 = int(np.ceil(points[:, 0].max() + 0.3 * iod))
+        y0 = int(eyes[:, 1].min() - 0.3 * iod)
+        y1 = int(np.ceil(points[:, 1].max() + 0.6 * iod))
+        x0, y0 = max(0, x0), max(0, y0)
+        cut = picture.cut((x0, y0, x1, y1))
+        if cut.size == 0:
+            return
+        scale = min(1.0, REGION_IOD_PX / max(iod, 1.0))
+        if scale < 1.0:
+            width = cut.shape[1]
+            size = (max(1, round(width * scale)), max(1, round(cut.shape[0] * scale)))
+            # area-averaging for a large step down, bilinear (a fifth of the cost) otherwise
+            method = cv2.INTER_AREA if scale <= 0.5 else cv2.INTER_LINEAR
+            cut = cv2.resize(cut, size, interpolation=method)
+            scale = size[0] / width  # (the height's rounding differs by under half a pixel)
+        ok, jpeg = cv2.imencode(
+            ".jpg", cut[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, REGION_JPEG_QUALITY]
+        )
+        if not ok:
+            return
+        self._frames.append(index)
+        self._origin.append((float(x0), float(y0)))
+        self._scale.append(scale)
+        self._jpeg.append(jpeg.tobytes())
+
+    def regions(self) -> FaceRegions:
+        order = np.argsort(np.array(self._frames, np.int64), kind="stable")
+        blobs = [self._jpeg[i] for i in order]
+        return FaceRegions(
+            frames=np.array(self._frames, np.int64)[order],
+            origin=np.array(self._origin, np.float32).reshape(-1, 2)[order],
+            scale=np.array(self._scale, np.float32)[order],
+            offsets=np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64),
+            jpeg=np.frombuffer(b"".join(blobs), np.uint8),
+        )
+
+
+def measured_frames(n_frames_hint: int, mesh_at_most: int | None) -> Callable[[int], bool]:
+    """Which frame numbers ``track`` shows FaceMesh: all, or ``mesh_at_most`` spread evenly
+    over ``n_frames_hint``."""
+    step = max(1.0, n_frames_hint / mesh_at_most) if mesh_at_most else 1.0
+    return lambda index: index == 0 or int(index / step) != int((index - 1) / step)
+
+
 def track(
     frames: Iterable[np.ndarray],
     n_frames_hint: int,
@@ -88,6 +185,7 @@ def track(
     observers: Sequence[Callable[[int, np.ndarray], None]] = (),
     looks: Sequence[Callable[[int, np.ndarray], None]] = (),
     mesh_at_most: int | None = None,
+    on_measured: Callable[[int, np.ndarray | None], None] | None = None,
 ) -> FaceTrack:
     """Track a face through ``frames`` ((H, W, 3) uint8 RGB each), so that one decoding pass
     serves other measures too: ``observers`` (cheap, e.g. brightness) see every frame as
@@ -99,19 +197,24 @@ def track(
     frame agrees with FaceMesh on every frame to 0.16 % of the inter-ocular distance, and the
     interpolated frames to 0.35 % (docs/decisions/0008-fewer-frames-measured.md).
 
+    ``on_measured`` is called in FaceMesh's thread with (index, landmarks or None) for every
+    frame it looked at, in order (``measured_frames`` says which those are).
+
     FaceMesh and the looks each run in a thread of their own while this one decodes and runs
     the observers (MediaPipe, OpenCV and PyAV let go of the GIL), so both cores are busy."""
     rows: list[np.ndarray] = []
     measured: list[bool] = []
     width = height = 0
     empty = np.full((N_POINTS, 2), np.nan, dtype=np.float32)
-    step = max(1.0, n_frames_hint / mesh_at_most) if mesh_at_most else 1.0
+    is_measured = measured_frames(n_frames_hint, mesh_at_most)
 
-    def mesh(images: Iterator[np.ndarray | None]) -> None:
+    def mesh(images: Iterator[tuple[int, np.ndarray | None]]) -> None:
         with FaceMeshTracker() as tracker:
-            for rgb in images:
+            for index, rgb in images:
                 points = None if rgb is None else tracker.landmarks(rgb)
                 rows.append(empty if points is None else points)
+                if rgb is not None and on_measured is not None:
+                    on_measured(index, points)
 
     def look(items: Iterator[tuple[int, np.ndarray]]) -> None:
         for index, rgb in items:
@@ -124,9 +227,9 @@ def track(
     ):
         for index, rgb in enumerate(frames):
             height, width = rgb.shape[:2]
-            wanted = int(index / step) != int((index - 1) / step) or index == 0
+            wanted = is_measured(index)
             measured.append(wanted)
-            to_mesh(rgb if wanted else None)
+            to_mesh((index, rgb if wanted else None))
             if looks and index % LOOK_EVERY == 0:
                 to_look((index, rgb))
             for observe in observers:

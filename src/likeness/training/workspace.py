@@ -9,6 +9,7 @@ needs to know another's files. The layout (ADR 0005)::
     probe.json       its MediaInfo                probe
     consent.json     the consent report           consent
     track.npz        landmarks + picture measures track
+    regions.npz      the face cut from measured frames (JPEG)  track
     checks.json      every check's result         validate
     bundle/          the engine's bundle          fit (bundle.partial/ while it is written)
     held_in/         the report's held-in bundle  fit, removed by report
@@ -27,7 +28,7 @@ import numpy as np
 
 from likeness.engines.base import TrainingInput
 from likeness.errors import TrainingFailure
-from likeness.face.tracker import FaceTrack
+from likeness.face.tracker import FaceRegions, FaceTrack
 from likeness.media.audio import read_audio
 from likeness.media.probe import MediaInfo, Undecodable
 
@@ -110,6 +111,18 @@ class Workspace:
                 measured=data["measured"] if "measured" in data else np.ones_like(present),
             )
 
+    def save_regions(self, regions: FaceRegions) -> None:
+        # stored, not compressed: the cuts are JPEG already
+        np.savez(self.root / "regions.npz", **asdict(regions))
+
+    def regions(self) -> FaceRegions | None:
+        """The track stage's face cuts; None for a track saved before it made them."""
+        path = self.root / "regions.npz"
+        if not path.exists():
+            return None
+        with np.load(path) as data:
+            return FaceRegions(**{name: data[name] for name in FaceRegions.__dataclass_fields__})
+
     def measures(self) -> dict[str, np.ndarray]:
         with np.load(self.root / "track.npz") as data:
             return {name: data[name] for name in MEASURES}
@@ -147,7 +160,14 @@ class Workspace:
         audio = self.audio(16000)
         if audio.size == 0:
             raise TrainingFailure("audio_processing", "the audio stream decodes to nothing")
-        return TrainingInput(self.source, self.face_track(), self.media_info().fps, audio, 16000)
+        return TrainingInput(
+            self.source,
+            self.face_track(),
+            self.media_info().fps,
+            audio,
+            16000,
+            regions=self.regions(),
+        )
 
     def _write(self, name: str, content: object) -> None:
         (self.root / name).write_text(json.dumps(content, indent=2))

@@ -183,14 +183,15 @@ def _write_bundle(
     occlusion_all = np.interp(np.arange(len(index)), bank_rows_all, (~clean).astype(np.float64))
     base_start = _calmest_window(index, opening, f.points, base_len, occlusion_all)
     base_frames = index[base_start : base_start + base_len]
-    to_size = np.array(
-        [[size[0] / track.width, 0.0, 0.0], [0.0, size[1] / track.height, 0.0]], np.float32
-    )
+    sx, sy = size[0] / track.width, size[1] / track.height  # a resize's map of pixel centres
+    to_size = np.array([[sx, 0.0, (sx - 1) / 2], [0.0, sy, (sy - 1) / 2]], np.float32)
     base_to_frame = _compose(
         to_size, align.invert(f.frame_to_canon[base_start : base_start + base_len])
     )
     base = _frames_at(data.video_path, base_frames, size)
-    write_mp4(out_dir / "base.mp4", base, data.fps, crf=16, preset="veryfast")
+    # ultrafast: a third of veryfast's CPU time for a higher PSNR at this crf (1080p base
+    # loop: 11 against 31 ms a frame, 55.0 against 50.3 dB), at about twice the bytes.
+    write_mp4(out_dir / "base.mp4", base, data.fps, crf=16, preset="ultrafast")
 
     bank_rows = bank_rows_all[clean]
     bank_frames = index[bank_rows]
@@ -358,17 +359,18 @@ def _extract_bank(
     size: tuple[int, int],
     progress: Callable[[float], None],
 ) -> tuple[list[bytes], np.ndarray]:
-    """One decoding pass: a JPEG crop per wanted frame, plus (N, h, w) float32 grey
-    quarter-size thumbnails of the same crops for the occlusion check."""
+    """A JPEG crop per wanted frame, plus (N, h, w) float32 grey quarter-size thumbnails of
+    the same crops for the occlusion check: from the face cut while tracking where there is
+    one for every wanted frame, else from one decoding pass."""
     wanted = {int(f): i for i, f in enumerate(frames)}
     blobs: list[bytes] = [b""] * len(frames)
     thumb_size = (max(8, size[0] // 4), max(8, size[1] // 4))
     thumbs = np.zeros((len(frames), thumb_size[1], thumb_size[0]), np.float32)
     last = int(frames[-1])
-    for number, rgb in frames_numbered(data.video_path, wanted):
+    for number, image, to_canon in _sources(data, wanted, transforms):
         row = wanted[number]
         crop = cv2.warpAffine(
-            rgb, transforms[row], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
+            image, to_canon, size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE
         )
         ok, jpeg = cv2.imencode(".jpg", crop[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
         assert ok
@@ -378,6 +380,28 @@ def _extract_bank(
         if row % 50 == 0:
             progress(0.1 + 0.7 * min(1.0, number / max(1, last)))
     return blobs, thumbs
+
+
+def _sources(
+    data: TrainingInput, wanted: dict[int, int], transforms: np.ndarray
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(frame number, image, (2, 3) map from the image to the canonical crop) per wanted
+    frame, ascending: the tracking's face cut (no decoding), or the decoded frame."""
+    regions = data.regions
+    if regions is not None:
+        rows = np.searchsorted(regions.frames, list(wanted))
+        rows = np.minimum(rows, len(regions.frames) - 1) if len(regions.frames) else rows
+        if len(regions.frames) and np.array_equal(regions.frames[rows], list(wanted)):
+            for number, row in zip(wanted, rows, strict=True):
+                from_cut = align.invert(regions.to_cut(int(row)))
+                yield (
+                    number,
+                    regions.image(int(row)),
+                    _compose(transforms[wanted[number]], from_cut),
+                )
+            return
+    for number, rgb in frames_numbered(data.video_path, wanted):
+        yield number, rgb, transforms[wanted[number]]
 
 
 def _occlusion(
@@ -413,7 +437,11 @@ def _frames_at(video: Path, wanted: np.ndarray, size: tuple[int, int]) -> Iterat
     than the last."""
     for _, rgb in frames_numbered(video, (int(f) for f in wanted)):
         if (rgb.shape[1], rgb.shape[0]) != size:
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            # Area-averaging where it matters (halving or more); bilinear below that, where
+            # it barely aliases and costs a fifth (1080p to 720p: ~1.6 against ~8 ms).
+            halving = size[0] * 2 <= rgb.shape[1]
+            method = cv2.INTER_AREA if halving else cv2.INTER_LINEAR
+            rgb = cv2.resize(rgb, size, interpolation=method)
         yield rgb
 
 

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 
 from likeness.engines.mouthbank.composite import ring_mean
+from likeness.media import probe
 from likeness.media.video import iter_i420
 
 if TYPE_CHECKING:
@@ -124,13 +125,9 @@ def _decode_jpeg(data: bytes) -> np.ndarray:
 
 def output_size(native: tuple[int, int], height: int | None) -> tuple[int, int]:
     """(W, H) of a render from a replica of ``native`` (W, H) size at ``height`` lines (the
-    shorter side), keeping the aspect, both even; never larger than ``native``."""
-    lines = min(native)
-    if height is None or height >= lines:
-        return native
-    scale = height / lines
-    width, tall = native
-    return max(2, round(width * scale / 2) * 2), max(2, round(tall * scale / 2) * 2)
+    shorter side), keeping the aspect, both even; never larger than ``native``: the size
+    training stores a replica at too (media/probe.py)."""
+    return probe.output_size(native[0], native[1], height)
 
 
 def _scaled(to_frame: np.ndarray, sx: float, sy: float) -> np.ndarray:

@@ -10,12 +10,14 @@ from likeness.media.probe import MediaInfo, Undecodable, probe
 from likeness.training.stage import Context, Progress, Stage
 
 # What a training holds in memory, measured with benchmarks/train.py (peak RSS of the whole
-# process tree) on the phone clips: a part that does not grow with the picture (MediaPipe's
-# models, the per-frame arrays, the quality report's renders at 720p at most) and one that
-# does: the decoder's reference and threaded frames and the few frames in flight, counted
-# here as so many RGB frames. Neither grows with the length.
-FIXED_BYTES = 900 * 1024**2
-FRAMES_HELD = 24
+# process tree, 2026-12-02): 1.59 GB for 60 s at 1920x1080, 1.78 GB for 30 s at 3840x2160. A
+# part does not grow with the picture (MediaPipe's models, the per-frame arrays, the face
+# cuts, the quality report's renders at 720 lines at most): 1.8 GiB leaves room for a 10-min
+# video's arrays. The rest grows with it: the decoder's reference and threaded frames and the
+# few frames in flight, ~30 bytes a pixel, counted here as twelve RGB frames. Neither part
+# grows with the video's length beyond its arrays.
+FIXED_BYTES = 1800 * 1024**2
+FRAMES_HELD = 12
 
 
 def memory_needed_bytes(info: MediaInfo) -> int:
