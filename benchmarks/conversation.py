@@ -387,11 +387,163 @@ async def concurrent(
     return rates, (cpu1 - cpu0) / wall * 100 / n, (rss1 - rss0) / n
 
 
+# -- the full pipeline: a participant talks, the replica answers ---------------------------------
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+SAID = {  # the LibriVox clips' transcripts (Debian pocketsphinx-testdata)
+    "librivox_0870.wav": "and mister john dashwood had then leisure to consider how much there "
+    "might be prudently in his power to do for them",
+    "librivox_0880.wav": "he was not an ill disposed young man",
+}
+TURN_STAGES = ["vad", "asr", "llm", "sentence", "first frame"]
+
+
+class Microphone:
+    """A participant's microphone as an aiortc track: 20 ms frames of 48 kHz in real time,
+    silence but for what ``say`` queues; ``speech_end`` is stamped when the frame holding the
+    last speech sample leaves."""
+
+    def __init__(self) -> None:
+        from aiortc.mediastreams import MediaStreamTrack
+
+        mic = self
+
+        class Track(MediaStreamTrack):
+            kind = "audio"
+
+            async def recv(self) -> Any:
+                return await mic.next_frame()
+
+        self.track = Track()
+        self._pending = np.zeros(0, np.int16)
+        self._end_in = -1  # samples until the last speech sample leaves
+        self._start: float | None = None
+        self._sent = 0
+        self.speech_end = 0.0
+
+    def say(self, samples_48k: np.ndarray, speech_end: int) -> None:
+        from likeness.media.audio import to_int16
+
+        self._end_in = len(self._pending) + speech_end
+        self._pending = np.concatenate([self._pending, to_int16(samples_48k)])
+
+    async def next_frame(self) -> Any:
+        from fractions import Fraction
+
+        import av
+
+        if self._start is None:
+            self._start = time.perf_counter()
+        due = self._start + self._sent / 48000
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        piece, self._pending = self._pending[:960], self._pending[960:]
+        piece = np.concatenate([piece, np.zeros(960 - len(piece), np.int16)])
+        if 0 <= self._end_in < 960:
+            self.speech_end = time.perf_counter()
+        self._end_in -= 960
+        frame = av.AudioFrame.from_ndarray(piece.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = 48000, self._sent, Fraction(1, 48000)
+        self._sent += 960
+        return frame
+
+
+def _speech_end(samples: np.ndarray, rate: int) -> int:
+    """The sample after the clip's last 20 ms of speech (rms over 0.01)."""
+    step = rate // 50
+    loud = [i for i in range(0, len(samples) - step, step)
+            if np.sqrt(np.mean(samples[i : i + step] ** 2)) > 0.01]  # fmt: skip
+    return loud[-1] + step if loud else len(samples)
+
+
+def _wer(reference: str, heard: str) -> float:
+    ref = reference.split()
+    hyp = "".join(c for c in heard.lower() if c.isalnum() or c.isspace()).split()
+    d = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, d[0] = d[:], i
+        for j, h in enumerate(hyp, 1):
+            d[j] = min(prev[j] + 1, d[j - 1] + 1, prev[j - 1] + (r != h))
+    return d[-1] / len(ref)
+
+
+async def full_turns(model: Any, voice: Any, max_height: int, llm_url: str | None) -> None:
+    """Each LibriVox clip said into the microphone through WebRTC; the replica answers with
+    the offline LLM (or ``llm_url``, an OpenAI-compatible endpoint). Prints, per turn, the
+    person's end of speech -> the first loud replica audio at the client, split into the
+    server's stages: the VAD deciding the turn ended (its pause setting), the last words
+    recognised, the LLM's first piece, the first sentence handed to the voice, the first
+    speaking frame on the clock (voice + lips), and the rest to the client (queue, encode,
+    network, jitter buffer); and the word error rate of what was heard."""
+    from likeness.media.audio import read_audio
+    from likeness.providers import asr_whisper
+    from likeness.providers.base import Llm
+    from likeness.providers.llm_local import LocalLlm
+    from likeness.providers.llm_openai import Endpoint, OpenAiLlm
+    from likeness.providers.sphinx_live import SphinxLivePhones
+    from likeness.providers.vad_silero import SileroVad, Tuning
+    from likeness.realtime.call import Call
+    from likeness.realtime.pipeline import FullPipeline, Persona
+    from likeness.realtime.session import LiveConversation, Look
+
+    llm: Llm = OpenAiLlm(Endpoint(llm_url, "", trusted=True)) if llm_url else LocalLlm()
+    await asyncio.to_thread(asr_whisper.warm)
+    live = LiveConversation(CID, model.session(), voice.say, SphinxLivePhones, Look(max_height))
+    tuning = Tuning()
+    persona = Persona("You are Anna, a friendly guide. Answer in one short sentence.")
+    pipeline = FullPipeline(live, SileroVad(tuning), tuning, asr_whisper.WhisperAsr(), llm,
+                            persona, now=time.perf_counter)  # fmt: skip
+    if isinstance(llm, LocalLlm):
+        await asyncio.to_thread(llm.warm, pipeline.dialogue.messages())
+    heard: list[str] = []
+    on_out = pipeline._heard
+
+    def spy(event: Any) -> None:
+        if hasattr(event, "text"):
+            heard.append(event.text)
+        on_out(event)
+
+    pipeline.hearing._out = spy
+    call = Call(live, ice=[], on_audio=pipeline.hear)
+    call.start()
+    pipeline.start()
+    client = Participant()
+    mic = Microphone()
+    transceiver = client.pc.getTransceivers()[0]
+    transceiver.direction = "sendrecv"
+    transceiver.sender.replaceTrack(mic.track)
+    await client.join(call)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    for name, said in SAID.items():
+        samples, _ = read_audio(FIXTURES / name, 48000)
+        heard.clear()
+        mic.say(samples, _speech_end(samples, 48000))
+        await asyncio.sleep(len(samples) / 48000)
+        audio_s = await client.first(mic.speech_end, loud=True, timeout_s=15.0)
+        stamps = Stamps()
+        stamps.at = {k: v for k, v in pipeline.stamps.items() if k != "speech end"}
+        vad_end = pipeline.stamps.get("speech end", float("nan")) - mic.speech_end
+        print(f"{name}: end of speech -> first replica audio at the client: {_ms(audio_s)}")
+        print(f"    {stages(mic.speech_end, stamps, TURN_STAGES, audio_s)} "
+              f"(the VAD placed the end {_ms(vad_end)} from the client's)")  # fmt: skip
+        text = heard[0] if heard else ""
+        print(f"    heard {text!r}: WER {_wer(said, text):.0%}")
+        deadline = time.perf_counter() + 30.0
+        while (live.speaking or pipeline._reply) and time.perf_counter() < deadline:
+            await asyncio.sleep(0.1)  # the answer is over
+        await asyncio.sleep(1.0)
+    cpu = (time.process_time() - cpu0) / (time.perf_counter() - wall0) * 100
+    print(f"process CPU over the turns: {cpu:.0f} % of a core (client included)")
+    await client.pc.close()
+    await pipeline.close()
+    await call.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--bundle", type=Path, help="a trained mouthbank bundle directory")
     parser.add_argument("--max-height", type=int, default=512)
     parser.add_argument("--max-streams", type=int, default=4)
+    parser.add_argument("--full-only", action="store_true", help="only the full pipeline's turns")
+    parser.add_argument("--llm-url", help="an OpenAI-compatible base URL (default: offline)")
     args = parser.parse_args()
     from likeness.engines.mouthbank import MouthbankEngine
     from likeness.providers.voice_process import VoiceProcess
@@ -405,6 +557,10 @@ def main() -> None:
           f"{args.max_height} px tall")  # fmt: skip
     voice = VoiceProcess()
     list(voice.say("Ready."))
+    asyncio.run(full_turns(model, voice, args.max_height, args.llm_url))
+    if args.full_only:
+        voice.close()
+        return
     asyncio.run(one(model, voice, args.max_height))
     for n in range(2, args.max_streams + 1):
         rates, cpu, rss = asyncio.run(concurrent(model, voice, args.max_height, n))
