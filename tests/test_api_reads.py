@@ -159,8 +159,14 @@ def test_a_read_sees_the_last_write(client: TestClient, items: dict[str, str]) -
     for name in ("First", "Second"):
         client.patch(f"{path}/name", json={"replica_name": name})
         assert client.get(path).json()["replica_name"] == name
+        listed = client.get("/v2/replicas", params={"replica_ids": items["done"]}).json()
+        assert listed["data"][0]["replica_name"] == name
     client.delete(path)
     assert client.get(path).status_code == 404
+    assert client.get("/v2/replicas", params={"replica_ids": items["done"]}).json() == {
+        "data": [],
+        "total_count": 0,
+    }
 
 
 def test_the_held_connection_comes_back_after_a_disconnect(

@@ -53,9 +53,10 @@ def hops(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return sent
 
 
-def test_a_read_by_id_takes_no_thread_pool_hop(client: TestClient, hops: list[str]) -> None:
-    """The lean path and the route both read on the event loop (api/reads.py); a bad key is
-    refused before any thread or database is involved."""
+def test_reads_take_no_thread_pool_hop(client: TestClient, hops: list[str]) -> None:
+    """The lean path, the routes by id and the lists of replicas and videos all read on the
+    event loop (api/reads.py); a bad key is refused before any thread or database is
+    involved."""
     created = client.post("/v2/replicas", json={"train_video_url": "https://example.com/a.mp4"})
     replica_id = created.json()["replica_id"]
     hops.clear()
@@ -63,6 +64,8 @@ def test_a_read_by_id_takes_no_thread_pool_hop(client: TestClient, hops: list[st
     assert client.get(f"/v2/replicas/{replica_id}?verbose=1").status_code == 200  # the route
     assert client.get(f"/v2/faces/{replica_id}?verbose=yes").status_code == 200
     assert client.get("/v2/videos/0000000000?verbose=0").status_code == 404
+    assert client.get("/v2/replicas", params={"replica_ids": replica_id}).json()["total_count"] == 1
+    assert client.get("/v2/videos").json()["total_count"] == 0
     assert hops == []
     assert client.get("/v2/replicas/r0000000000", headers={"x-api-key": "wrong"}).status_code == 401
     assert hops == []

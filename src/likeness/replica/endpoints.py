@@ -47,9 +47,8 @@ def build_router(api_name: ApiName) -> APIRouter:
         return {id_key: replica_id, "status": "started"}
 
     @router.get("", response_model=ReplicaList, summary=f"List {plural}")
-    def list_(
+    async def list_(  # on the event loop and the held connection, as a read by id
         rt: RuntimeDep,
-        session: SessionDep,
         limit: int = Query(10, ge=1, le=1000),
         page: int = Query(1, ge=1, le=MAX_PAGE),
         verbose: bool = False,
@@ -63,7 +62,7 @@ def build_router(api_name: ApiName) -> APIRouter:
         ids = [i.strip() for i in wanted.split(",") if i.strip()] if wanted else None
         if kind == "system":  # no stock replicas ship with likeness
             return {"data": [], "total_count": 0}
-        rows, total = repository.page(session, limit, page, ids)
+        rows, total = rt.reads.run(lambda c: repository.page(c, limit, page, ids))
         public_url, key = rt.settings.public_url, api_key(rt)
         data = [service.to_wire(r, api_name, public_url, key, verbose) for r in rows]
         return {"data": data, "total_count": total}

@@ -37,18 +37,22 @@ def get_any(session: Session, replica_id: str) -> Replica | None:
 
 
 def page(
-    session: Session, limit: int, page_number: int, ids: Sequence[str] | None
-) -> tuple[list[Replica], int]:
-    query = select(Replica).where(Replica.deleted_at.is_(None))
+    connection: Connection, limit: int, page_number: int, ids: Sequence[str] | None
+) -> tuple[list[Row[Any]], int]:
+    """A page of live replicas, newest first, as Core rows (as ``read_live``), and how many
+    there are in all."""
+    live: ColumnElement[bool] = _TABLE.c.deleted_at.is_(None)
     if ids is not None:
-        query = query.where(Replica.id.in_(ids))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Replica.created_at.desc(), Replica.id)
+        live = live & _TABLE.c.id.in_(ids)
+    total = connection.scalar(select(func.count()).select_from(_TABLE).where(live)) or 0
+    query = (
+        select(_TABLE)
+        .where(live)
+        .order_by(_TABLE.c.created_at.desc(), _TABLE.c.id)
         .limit(limit)
         .offset((page_number - 1) * limit)
     )
-    return list(rows), total
+    return list(connection.execute(query).all()), total
 
 
 def unfinished() -> ColumnElement[bool]:

@@ -56,14 +56,13 @@ def create(body: CreateVideo, rt: RuntimeDep) -> dict[str, Any]:
 
 
 @api.get("", summary="List videos")
-def list_(
+async def list_(  # on the event loop and the held connection, as a read by id
     rt: RuntimeDep,
-    session: SessionDep,
     limit: int = Query(10, ge=1, le=1000),
     page: int = Query(1, ge=1, le=MAX_PAGE),
     verbose: bool = False,
 ) -> dict[str, Any]:
-    rows, total = repository.page(session, limit, page)
+    rows, total = rt.reads.run(lambda c: repository.page(c, limit, page))
     data = [service.to_wire(v, rt.settings.public_url, api_key(rt), verbose) for v in rows]
     return {"data": data, "total_count": total}
 

@@ -38,15 +38,19 @@ def of_replica(session: Session, replica_id: str) -> list[Video]:
     return list(session.scalars(select(Video).where(Video.replica_id == replica_id)))
 
 
-def page(session: Session, limit: int, page_number: int) -> tuple[list[Video], int]:
-    query = select(Video).where(Video.deleted_at.is_(None))
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(Video.created_at.desc(), Video.id)
+def page(connection: Connection, limit: int, page_number: int) -> tuple[list[Row[Any]], int]:
+    """A page of live videos, newest first, as Core rows (as ``read_live``), and how many
+    there are in all."""
+    live = _TABLE.c.deleted_at.is_(None)
+    total = connection.scalar(select(func.count()).select_from(_TABLE).where(live)) or 0
+    query = (
+        select(_TABLE)
+        .where(live)
+        .order_by(_TABLE.c.created_at.desc(), _TABLE.c.id)
         .limit(limit)
         .offset((page_number - 1) * limit)
     )
-    return list(rows), total
+    return list(connection.execute(query).all()), total
 
 
 def waiting_for(session: Session, replica_id: str) -> list[Video]:
