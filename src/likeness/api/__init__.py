@@ -1,1 +1,2 @@
-"""What every router shares: request dependencies (deps.py) and file answers (files.py)."""
+"""What every router shares: request dependencies (deps.py), file answers (files.py) and the
+lean reads by id (reads.py)."""
