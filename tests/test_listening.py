@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import wave
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from likeness.engines.mouthbank import MouthbankModel
 from likeness.media.audio import read_audio, to_int16
 from likeness.providers.asr_whisper import WhisperAsr
-from likeness.providers.base import Llm, Message, ToolCall
+from likeness.providers.base import Llm, Message, SpeechChunk, ToolCall
 from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.providers.vad_silero import Decisions, SileroFrames, SileroVad, Tuning
 from likeness.providers.voice_process import VoiceProcess
@@ -180,6 +181,34 @@ def test_talking_over_the_replica_interrupts_it_and_cuts_the_context(
         "conversation.replica_interrupted",
         "conversation.replica.stopped_speaking",
     ]
+
+
+def test_speaking_again_before_the_answer_is_heard_takes_the_turn_back(
+    model: MouthbankModel, voice: VoiceProcess
+) -> None:
+    llm = ScriptedLlm("Once upon a time there was a man.")
+    conversation, pipeline = full(model, voice, llm)
+
+    def slow_voice(text: str) -> Iterator[SpeechChunk]:  # the answer waits for its voice
+        time.sleep(1.5)
+        yield from voice.say(text)
+
+    conversation.speaker._voice = slow_voice
+
+    async def script(call: Call) -> None:
+        pipeline.start()
+        pipeline.handle(protocol.Respond("Tell me a story."))
+        await say(pipeline, np.concatenate([speech("librivox_0880.wav"), np.zeros(RATE)]))
+        await call.until(lambda: call.has("conversation.replica.stopped_speaking"), 60)
+        await pipeline.close()
+
+    call = run_call(conversation, script)
+    assert "conversation.replica_interrupted" not in call.types()
+    assert call.types().count("conversation.replica.started_speaking") == 1  # one answer
+    heard = next(e for e in call.events if e["event_type"] == "conversation.utterance")
+    first, second = llm.asked
+    assert first[-1] == Message("user", "Tell me a story.")
+    assert second[-1] == Message("user", f"Tell me a story. {heard['properties']['speech']}")
 
 
 def test_silence_and_noise_make_no_turn(model: MouthbankModel, voice: VoiceProcess) -> None:

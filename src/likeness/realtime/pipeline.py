@@ -183,13 +183,17 @@ class FullPipeline:
 
     def _talked_over(self) -> None:
         """The person started talking: over the replica (an interrupt, when allowed), or over
-        an answer still being written (they had not finished: it is dropped, and their next
-        words join the same turn)."""
+        an answer not heard yet (they had not finished: it is dropped, and their next words
+        join the same turn)."""
         reply = self._reply
-        if reply is None and self.conversation.speaking is None:
+        speaking = self.conversation.speaking
+        if reply is None and speaking is None:
             return
-        if reply is not None and self.conversation.speaking is None and not reply.spoken:
+        if reply is not None and speaking != reply.inference_id:
             self._drop_reply()
+            if reply.spoken:  # queued for the voice: it goes unsaid
+                self._unsaid(reply)
+                self.conversation.interrupt()
             return
         extra_s = seconds(INTERRUPTIBILITY_S, self.persona.interruptibility)
         if extra_s == 0:
@@ -211,13 +215,19 @@ class FullPipeline:
         self._drop_reply()
         if not reply.spoken:
             return
-        self.dialogue.replica(reply.inference_id, reply.written)
-        self.conversation.publish("conversation.replica_interrupted", {}, reply.inference_id)
+        if speaking == reply.inference_id:
+            self.dialogue.replica(reply.inference_id, reply.written)
+            self.conversation.publish("conversation.replica_interrupted", {}, reply.inference_id)
+        else:
+            self._unsaid(reply)
         self.conversation.interrupt()
-        if speaking != reply.inference_id:  # not heard yet: none of it was said
-            self._speaking.pop(reply.inference_id, None)
-            self.dialogue.interrupted(reply.inference_id, "")
-            self._kept()
+
+    def _unsaid(self, reply: _Reply) -> None:
+        """An answer dropped before a word of it was heard leaves the context (its writing may
+        have been recorded already)."""
+        self._speaking.pop(reply.inference_id, None)
+        self.dialogue.interrupted(reply.inference_id, "")
+        self._kept()
 
     # -- thinking and speaking -----------------------------------------------------------
     def _answer(self, text: str, inference_id: str) -> None:
