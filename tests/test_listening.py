@@ -211,6 +211,30 @@ def test_speaking_again_before_the_answer_is_heard_takes_the_turn_back(
     assert second[-1] == Message("user", f"Tell me a story. {heard['properties']['speech']}")
 
 
+def test_a_monologue_is_cut_into_turns(model: MouthbankModel, voice: VoiceProcess) -> None:
+    llm = ScriptedLlm("Go on.")
+    persona = Persona("Be Bob.", pause="superlow")  # the clips' own pauses end no turn
+    conversation, pipeline = full(model, voice, llm, persona)
+    pipeline.hearing.max_turn_s = 2.5  # as MAX_TURN_S cuts a long one
+    words = np.concatenate([speech("librivox_0870.wav"), speech("librivox_0880.wav")])
+
+    async def script(call: Call) -> None:
+        pipeline.start()
+        await say(pipeline, np.concatenate([words, np.zeros(RATE * 2)]))
+        await call.until(lambda: len(llm.asked) >= 2, 30)
+        await pipeline.close()
+
+    call = run_call(conversation, script)
+    turns = call.types().count("conversation.user.stopped_speaking")
+    assert turns >= 2 and call.types().count("conversation.user.started_speaking") == turns
+    said = [
+        e["properties"]["speech"]
+        for e in call.events
+        if e["event_type"] == "conversation.utterance" and e["properties"]["role"] == "user"
+    ]
+    assert len(said) >= 2 and "dashwood" in " ".join(said).lower()
+
+
 def test_silence_and_noise_make_no_turn(model: MouthbankModel, voice: VoiceProcess) -> None:
     llm = ScriptedLlm("Never.")
     conversation, pipeline = full(model, voice, llm)

@@ -82,6 +82,7 @@ class Hearing:
         self._source: object | None = None
         self._resampler: av.AudioResampler | None = None
         self.dropped = 0
+        self.max_turn_s = MAX_TURN_S
 
     # -- in ------------------------------------------------------------------------------
     def hear(self, source: object, frame: av.AudioFrame) -> None:
@@ -154,7 +155,7 @@ class Hearing:
         turn = self._turn
         if turn is None or not len(samples):
             return
-        if self._turn_samples + len(samples) > MAX_TURN_S * RATE_HZ:
+        if self._turn_samples + len(samples) > self.max_turn_s * RATE_HZ:
             # a monologue: this turn ends here, its words go on as the next one
             now = self._now()
             self._close(UserStopped(now, now))
