@@ -9,13 +9,16 @@ reference phones), rendered, and every rendered frame is read back with FaceMesh
 
 Voices: LibriVox (five clips, a man) and the Piper voice (ten Harvard sentences) are the
 TUNING voices: the engine's cues, floors and bank choices were chosen on them. Allison (two
-studio prompts, a woman, 8 kHz) is HELD OUT: never looked at while tuning; it is reported
-on its own and is the figure that counts.
+studio prompts, a woman, 8 kHz) is HELD OUT: never looked at while tuning the engine; it is
+reported on its own and is the figure that counts. (phones_whisper's pause cut was found on
+Allison's phones, not on renders: benchmarks/phones.py holds out a Piper list for that.)
 
 Systems:
-  - audio_url: what /v2/videos does with an audio_url (phones recognised from the audio)
+  - audio_url: what /v2/videos does with an audio_url (Whisper's words heard and aligned)
   - script: /v2/videos with a script (phones aligned to the words; here the reference ones)
-  - live: a streaming session (no phones; loudness and spectral cues)
+  - live echo: streamed echo audio in a live call (phones recognised freely as it streams,
+    providers/sphinx_live.py; here all settled before the frames render)
+  - live, no phones: a streaming session on loudness and spectral cues alone
   - frozen mouth: a mouth that never moves (the floor)
 Measures (training/quality.lip_scores):
   - sealed: share of /p b m/ whose lips touch (inner-lip gap, points 13/14, 82/87, 312/317,
@@ -34,6 +37,7 @@ benchmarks/out/lipsync_sheet.png (whole frames).
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import cv2
@@ -49,9 +53,11 @@ from likeness.face.tracker import FaceMeshTracker
 from likeness.media.audio import read_audio, resample
 from likeness.media.speech import relative_features
 from likeness.media.video import iter_frames, write_mp4
-from likeness.providers.asr_sphinx import SphinxPhones, align
-from likeness.providers.base import Phone
+from likeness.providers.asr_sphinx import align
+from likeness.providers.base import Phone, SettledPhones
+from likeness.providers.phones_whisper import WhisperPhones
 from likeness.providers.script import speak
+from likeness.providers.sphinx_live import SphinxLivePhones
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.source import frames_for
 from likeness.training.quality import av_offset, lip_scores
@@ -91,7 +97,7 @@ PIPER = (
     "The box was thrown beside the parked truck. The hogs were fed chopped corn and garbage. "
     "Four hours of steady work faced us. A large size in stockings is hard to sell."
 )
-SYSTEMS = ("audio_url", "script", "live", "frozen mouth")
+SYSTEMS = ("audio_url", "script", "live echo", "live, no phones", "frozen mouth")
 SETS = (
     ("HELD OUT: Allison, two studio prompts (never used in tuning)", tuple(ALLISON)),
     ("tuning: LibriVox, five clips", tuple(LIBRIVOX)),
@@ -149,16 +155,46 @@ def render(
     model: MouthbankModel, samples: np.ndarray, script: list[Phone], system: str
 ) -> list[np.ndarray]:
     if system == "audio_url":
-        return [f.image for f in frames_for(model, AudioFrame(samples, SR), SphinxPhones())]
+        return [f.image for f in frames_for(model, AudioFrame(samples, SR), WhisperPhones())]
     if system == "script":
         return [f.image for f in frames_for(model, AudioFrame(samples, SR), script)]
     session = model.session()
     n = int(np.ceil(len(samples) / SR * model.fps))
+    if system == "live echo":
+        session.push_phones(live_phones(samples))
     if system == "frozen mouth":
         return [session.idle_frame().image for _ in range(n)]
     session.push_audio(samples, SR)
     session.end_audio()
     return [f.image for f in session.pull()]
+
+
+def live_phones(samples: np.ndarray) -> list[Phone]:
+    """The phones a live call's recogniser settles for streamed echo audio (100 ms chunks),
+    joined across its settling edges as the speaker joins them."""
+    done = threading.Event()
+    got: list[Phone] = []
+
+    def on_phones(utt: int, settled: SettledPhones, final: bool) -> None:
+        for phone in settled.phones:
+            last = got[-1] if got else None
+            if last and last.name == phone.name and abs(last.end_s - phone.start_s) < 1e-6:
+                got[-1] = Phone(last.name, last.start_s, phone.end_s)
+            else:
+                got.append(phone)
+        if final:
+            done.set()
+
+    live = SphinxLivePhones(on_phones)
+    try:
+        live.begin()
+        for i in range(0, len(samples), SR // 10):
+            live.feed(samples[i : i + SR // 10], SR)
+        live.finish()
+        done.wait(60.0)
+    finally:
+        live.close()
+    return got
 
 
 def mouths(
@@ -215,7 +251,7 @@ def main() -> None:
             continue
         print(f"{title}:")
         print(
-            f"  {'system':<13} {'sealed (chance)':>22} {'opened (chance)':>22}"
+            f"  {'system':<15} {'sealed (chance)':>22} {'opened (chance)':>22}"
             f" {'change p95':>10}  A/V offset"
         )
         for system, per_clip in rows.items():
@@ -231,7 +267,7 @@ def main() -> None:
                 cells.append(f"{hit:>4.0%} of {n:<3.0f} ({base / max(1, n):>4.0%})")
             offsets = ", ".join(f"{r['offset']:+.0f}" for r in results)
             change = max(r["change"] for r in results)
-            print(f"  {system:<13} {cells[0]:>22} {cells[1]:>22} {change:>10.1f}  {offsets}")
+            print(f"  {system:<15} {cells[0]:>22} {cells[1]:>22} {change:>10.1f}  {offsets}")
     real = list(iter_frames(REAL))[:500]
     print(f"the person's own video: change p95 {read_back(real)[1]:.1f} grey levels")
     print(f"contact sheets: {OUT / 'lipsync_mouths.png'}, {OUT / 'lipsync_sheet.png'}")
