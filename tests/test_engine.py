@@ -3,7 +3,10 @@ the frames it renders."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -17,7 +20,8 @@ from likeness.face.tracker import FaceMeshTracker, FaceTrack
 from likeness.media.audio import read_audio
 from likeness.providers import asr_sphinx
 from likeness.providers.asr_sphinx import SphinxPhones
-from likeness.providers.base import Phone
+from likeness.providers.base import Phone, PhoneRecognizer, SettledPhones
+from likeness.providers.phones_whisper import WhisperPhones
 from likeness.providers.script import speak
 from likeness.rendering.frames import AudioFrame
 from likeness.rendering.offline import render_mp4
@@ -205,6 +209,47 @@ def test_phones_recognised_while_rendering_give_the_same_frames(model: Mouthbank
     meanwhile = list(frames_for(model, AudioFrame(samples, SR), SphinxPhones()))
     assert len(meanwhile) == len(after) == int(np.ceil(len(samples) / SR * model.fps))
     assert [f.pts for f in meanwhile] == [f.pts for f in after] == list(range(len(after)))
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(after, meanwhile, strict=True))
+
+
+class _Watched:
+    """WhisperPhones whose last stretch is handed over only once ``drawn`` is set (or after
+    30 s), each hand-over written into ``events``, the phones kept in ``phones``."""
+
+    def __init__(self, events: list[str], drawn: threading.Event) -> None:
+        self.events, self.drawn = events, drawn
+        self.phones: list[Phone] = []
+
+    def settle(self, samples: np.ndarray, rate: int) -> Iterator[SettledPhones]:
+        for settled in WhisperPhones().settle(samples, rate):
+            if settled.until_s * rate >= len(samples):
+                self.drawn.wait(timeout=30)
+                self.events.append("last stretch")
+            else:
+                self.events.append("a stretch")
+            self.phones += settled.phones
+            yield settled
+
+
+def test_frames_render_while_the_later_stretches_are_recognised(model: MouthbankModel) -> None:
+    """An audio's phones heard by Whisper and aligned a stretch at a time: the first frame is
+    drawn before the last stretch's phones exist, and the frames are those of the same phones
+    known up front (test_whisper: they are the phones of all the audio aligned at once)."""
+    first, _ = read_audio(FIXTURES / "librivox_0870.wav", SR)
+    samples = np.concatenate([first, read_audio(FIXTURES / "librivox_0880.wav", SR)[0]])
+    events: list[str] = []
+    drawn = threading.Event()
+    watched = _Watched(events, drawn)
+    meanwhile = []
+    for frame in frames_for(model, AudioFrame(samples, SR), cast(PhoneRecognizer, watched)):
+        if not meanwhile:
+            events.append("first frame")
+            drawn.set()
+        meanwhile.append(frame)
+    assert events.index("first frame") < events.index("last stretch")
+    assert events[0] == "a stretch"
+    after = list(frames_for(model, AudioFrame(samples, SR), watched.phones))
+    assert len(after) == len(meanwhile) == int(np.ceil(len(samples) / SR * model.fps))
     assert all(np.array_equal(a.image, b.image) for a, b in zip(after, meanwhile, strict=True))
 
 

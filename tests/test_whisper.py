@@ -18,7 +18,7 @@ from likeness.providers.base import Asr, AudioChunk, Phone, PhoneRecognizer, Tra
 from likeness.providers.phones_whisper import WhisperPhones
 from likeness.providers.spelling import said, word_error_rate
 
-from .conftest import FIXTURES
+from .conftest import FIXTURES, live_children
 
 # tests/fixtures/README.md: the Debian pocketsphinx-testdata transcripts of these clips
 TRUTH = {
@@ -198,3 +198,29 @@ def test_stretches_are_cut_where_the_pause_is_quietest() -> None:
     end_s = len(one) / 16000
     cut_s = phones_whisper._quietest(speech, end_s - 0.5, end_s + 0.35)
     assert end_s < cut_s < end_s + 0.3
+
+
+def test_stretches_aligned_in_a_child_process_give_the_same_phones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """settle() aligns each stretch in a child process (PocketSphinx holds the GIL, and the
+    frames render beside it): as it goes, its phones are bit for bit those of aligning in
+    this thread, all at once; and a settle closed early ends its child."""
+    first, rate = _speech("librivox_0870.wav")
+    samples = np.concatenate([first, read_audio(FIXTURES / "librivox_0880.wav", rate)[0]])
+    here = WhisperPhones(apart=False).phones(samples, rate)
+
+    def no_decoder() -> None:
+        raise AssertionError("aligned in this process")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(asr_sphinx, "word_decoder", no_decoder)
+        settled = list(WhisperPhones().settle(samples, rate))
+    assert len(settled) >= 2, "more than one stretch"
+    assert [p for s in settled for p in s.phones] == here and len(here) > 60
+    assert not live_children(b"phones_whisper"), "the child has ended"
+    stopped = WhisperPhones().settle(samples, rate)
+    assert next(stopped).until_s < settled[-1].until_s
+    assert live_children(b"phones_whisper")
+    stopped.close()  # a render that stops early
+    assert not live_children(b"phones_whisper")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import av
 import numpy as np
-from scipy.signal import resample_poly
 
 from likeness.media.probe import Undecodable
 
@@ -76,6 +75,10 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     if from_hz == to_hz:
         return samples.astype(np.float32, copy=False)
     g = gcd(from_hz, to_hz)
+    # imported here: scipy.signal costs ~0.6 s to import, and phone alignment's child
+    # process imports this module but never resamples
+    from scipy.signal import resample_poly
+
     out: np.ndarray = resample_poly(samples, to_hz // g, from_hz // g).astype(np.float32)
     return out
 

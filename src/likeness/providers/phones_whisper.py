@@ -8,16 +8,26 @@ stretch is the words between two pauses of at least ``PAUSE_S``, with ``PAD_S`` 
 either side (Whisper's word times are off by a tenth of a second or two); what lies between
 stretches is silence. A word the dictionary lacks ("PBX") is given a pronunciation by
 espeak-ng's letter-to-sound rules (in the Piper wheel); a stretch that still cannot be aligned
-(Whisper heard words that are not there) gets the free phone recogniser's phones instead."""
+(Whisper heard words that are not there) gets the free phone recogniser's phones instead.
+
+The alignment runs in a child process (``_Apart``): PocketSphinx holds the GIL, so aligned in
+a thread it would stall the frames that render beside it; apart, the stretches align on one
+core while the frames whose phones are settled render on the other. The child gets the audio
+once and then each stretch's words and bounds, and does what ``_stretch`` does here, so its
+phones are the same to the last bit (floats cross as JSON's shortest exact text)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
+import subprocess
+import sys
 import threading
 import unicodedata
 from collections.abc import AsyncGenerator, AsyncIterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,7 +47,13 @@ class WhisperPhones:
     """Phone timings of words heard by Whisper and aligned by PocketSphinx (the
     ``PhoneRecognizer`` port). A script's words are aligned as SphinxPhones aligns them;
     live audio (``stream``) keeps PocketSphinx's phone recogniser, which settles phones
-    within a fraction of a second, where Whisper needs the words' end."""
+    within a fraction of a second, where Whisper needs the words' end.
+
+    ``apart``: align in a child process (see the module's docstring); False aligns in this
+    thread, the same phones."""
+
+    def __init__(self, *, apart: bool = True) -> None:
+        self.apart = apart
 
     def phones(
         self, samples: np.ndarray, sample_rate_hz: int, text: str | None = None
@@ -51,20 +67,20 @@ class WhisperPhones:
         ends it (Whisper decodes 30 s at a time), and the last ones at the audio's end."""
         audio = resample(np.asarray(samples, np.float32), sample_rate_hz, SAMPLE_RATE_HZ)
         end_s = len(audio) / SAMPLE_RATE_HZ
-        decoder = asr_sphinx.word_decoder()
         done_s = 0.0
         stretch: list[Word] = []
-        with contextlib.closing(asr_whisper.segments(audio, SAMPLE_RATE_HZ)) as heard:
+        with (
+            _Apart(audio) if self.apart else _Here(audio) as aligner,
+            contextlib.closing(asr_whisper.segments(audio, SAMPLE_RATE_HZ)) as heard,
+        ):
             for segment in heard:
                 for word in segment:
                     if stretch and word.start_s - stretch[-1].end_s >= PAUSE_S:
                         cut_s = _quietest(audio, stretch[-1].end_s, word.start_s)
-                        yield SettledPhones(
-                            tuple(_stretch(audio, decoder, stretch, done_s, cut_s)), cut_s
-                        )
+                        yield SettledPhones(tuple(aligner.align(stretch, done_s, cut_s)), cut_s)
                         done_s, stretch = cut_s, []
                     stretch.append(word)
-        phones = _stretch(audio, decoder, stretch, done_s, end_s) if stretch else []
+            phones = aligner.align(stretch, done_s, end_s) if stretch else []
         if not stretch and end_s > done_s:
             phones = [Phone(SILENCE, done_s, end_s)]
         yield SettledPhones(tuple(phones), end_s)
@@ -72,6 +88,110 @@ class WhisperPhones:
     async def stream(self, audio: AsyncIterable[AudioChunk]) -> AsyncGenerator[SettledPhones, None]:
         async for settled in SphinxPhones().stream(audio):
             yield settled
+
+
+class _Here:
+    """Stretches aligned in this thread (``_stretch``), with one decoder."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.audio = audio
+        self.decoder: Any = None
+
+    def __enter__(self) -> _Here:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def align(self, words: list[Word], from_s: float, to_s: float) -> list[Phone]:
+        if self.decoder is None:
+            self.decoder = asr_sphinx.word_decoder()
+        return _stretch(self.audio, self.decoder, words, from_s, to_s)
+
+
+class _Apart:
+    """Stretches aligned by ``_Here`` in a child process (``python -m`` this module): the
+    audio goes to it as a JSON line with its length and the float32 samples, then each
+    stretch as a JSON line; each answer is a JSON line of phones. The child starts, and builds
+    its decoder, while Whisper listens. Leaving the block ends it."""
+
+    def __init__(self, audio: np.ndarray) -> None:
+        self.child = subprocess.Popen(
+            [sys.executable, "-m", __name__],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert self.child.stdin and self.child.stdout and self.child.stderr
+        self.stdin: IO[bytes] = self.child.stdin
+        self.stdout: IO[bytes] = self.child.stdout
+        self.errors: list[bytes] = []
+        self.stderr = stderr = self.child.stderr
+        self.drain = threading.Thread(
+            target=lambda: self.errors.append(stderr.read()), name="align-err", daemon=True
+        )
+        self.drain.start()
+        samples = np.ascontiguousarray(audio, np.float32)
+        # in a thread: the child reads it as soon as it has started, Whisper meanwhile listens
+        self.sending = threading.Thread(
+            target=self._send, args=(samples,), name="align-audio", daemon=True
+        )
+        self.sending.start()
+
+    def _send(self, samples: np.ndarray) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):  # the child died: align() says
+            self.stdin.write(json.dumps({"samples": len(samples)}).encode() + b"\n")
+            self.stdin.write(samples.tobytes())
+            self.stdin.flush()
+
+    def __enter__(self) -> _Apart:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.stdin.close()
+        try:
+            self.child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.child.kill()
+            self.child.wait()
+        self.sending.join()
+        self.drain.join()
+        self.stdout.close()
+        self.stderr.close()
+
+    def align(self, words: list[Word], from_s: float, to_s: float) -> list[Phone]:
+        self.sending.join()
+        request = {"words": [[w.text, w.start_s, w.end_s] for w in words], "from": from_s}
+        request["to"] = to_s
+        try:
+            self.stdin.write(json.dumps(request).encode() + b"\n")
+            self.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the answer's absence says so
+        answer = self.stdout.readline()
+        if not answer:
+            self.child.kill()
+            self.child.wait()
+            self.drain.join()
+            detail = b"".join(self.errors).decode(errors="replace").strip()[-500:]
+            code = self.child.returncode
+            raise RuntimeError(f"aligning the heard words failed ({code}): {detail}")
+        return [Phone(*p) for p in json.loads(answer)]
+
+
+def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
+    """The child's side of ``_Apart``."""
+    size = json.loads(stdin.readline())["samples"]
+    raw = stdin.read(4 * size)  # a pipe's read() of n bytes returns them all, or EOF
+    here = _Here(np.frombuffer(raw, np.float32))
+    here.decoder = asr_sphinx.word_decoder()  # built while the parent's Whisper listens
+    for line in stdin:
+        request = json.loads(line)
+        words = [Word(*w) for w in request["words"]]
+        phones = here.align(words, request["from"], request["to"])
+        stdout.write(json.dumps([[p.name, p.start_s, p.end_s] for p in phones]).encode() + b"\n")
+        stdout.flush()
 
 
 def _quietest(audio: np.ndarray, from_s: float, to_s: float) -> float:
@@ -153,6 +273,12 @@ def _phonemizer() -> Any:
 
     return EspeakPhonemizer()
 
+
+if __name__ == "__main__":
+    # the answers get fd 1 to themselves: whatever a library prints goes to stderr
+    answers = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    _serve(sys.stdin.buffer, answers)
 
 if TYPE_CHECKING:  # conforms to its port: mypy checks every signature here
     _phones: PhoneRecognizer = WhisperPhones()
