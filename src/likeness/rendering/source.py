@@ -25,10 +25,11 @@ def frames_for(
     flat however long the audio is. A frame's pts counts frames of 1 / fps from the audio's
     own pts: the engine's frame i shows the instant i / fps of the audio.
 
-    ``phones``: the audio's, or a recogniser that settles them (Whisper's words aligned by
-    PocketSphinx, a pause-bounded stretch at a time; PocketSphinx's phone recogniser in a
-    process of its own) while the frames whose phones are settled render: the recognition
-    then no longer comes wholly before the first frame, and a render uses both cores."""
+    ``phones``: the audio's, or a recogniser that settles them (Whisper's words, heard with
+    the GIL released, aligned by PocketSphinx in a child process a pause-bounded stretch at a
+    time; PocketSphinx's phone recogniser in a process of its own) while the frames whose
+    phones are settled render: the recognition then no longer comes wholly before the first
+    frame, and a render uses both cores."""
     clock = _Clock(model.fps, audio)
     session = model.session()
     samples, rate = audio.samples, audio.sample_rate_hz
