@@ -205,7 +205,9 @@ def test_stretches_aligned_in_a_child_process_give_the_same_phones(
 ) -> None:
     """settle() aligns each stretch in a child process (PocketSphinx holds the GIL, and the
     frames render beside it): as it goes, its phones are bit for bit those of aligning in
-    this thread, all at once; and a settle closed early ends its child."""
+    this thread, all at once. A render that ends well leaves the child for the next; one
+    closed early ends it."""
+    phones_whisper._end_kept()
     first, rate = _speech("librivox_0870.wav")
     samples = np.concatenate([first, read_audio(FIXTURES / "librivox_0880.wav", rate)[0]])
     here = WhisperPhones(apart=False).phones(samples, rate)
@@ -218,9 +220,10 @@ def test_stretches_aligned_in_a_child_process_give_the_same_phones(
         settled = list(WhisperPhones().settle(samples, rate))
     assert len(settled) >= 2, "more than one stretch"
     assert [p for s in settled for p in s.phones] == here and len(here) > 60
-    assert not live_children(b"phones_whisper"), "the child has ended"
+    kept = live_children(b"phones_whisper")
+    assert len(kept) == 1, "the child waits for the next render"
     stopped = WhisperPhones().settle(samples, rate)
-    assert next(stopped).until_s < settled[-1].until_s
-    assert live_children(b"phones_whisper")
+    assert next(stopped) == settled[0]
+    assert live_children(b"phones_whisper") == kept, "the same child, its second audio"
     stopped.close()  # a render that stops early
     assert not live_children(b"phones_whisper")

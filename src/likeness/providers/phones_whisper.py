@@ -18,6 +18,7 @@ phones are the same to the last bit (floats cross as JSON's shortest exact text)
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import json
@@ -70,7 +71,7 @@ class WhisperPhones:
         done_s = 0.0
         stretch: list[Word] = []
         with (
-            _Apart(audio) if self.apart else _Here(audio) as aligner,
+            _aligner(audio) if self.apart else _Here(audio) as aligner,
             contextlib.closing(asr_whisper.segments(audio, SAMPLE_RATE_HZ)) as heard,
         ):
             for segment in heard:
@@ -110,12 +111,14 @@ class _Here:
 
 
 class _Apart:
-    """Stretches aligned by ``_Here`` in a child process (``python -m`` this module): the
-    audio goes to it as a JSON line with its length and the float32 samples, then each
-    stretch as a JSON line; each answer is a JSON line of phones. The child starts, and builds
-    its decoder, while Whisper listens. Leaving the block ends it."""
+    """Stretches aligned by ``_Here`` in a child process (``python -m`` this module): an audio
+    goes to it as a JSON line with its length and the float32 samples, then each stretch as a
+    JSON line; each answer is a JSON line of phones. The child starts, and builds its decoder,
+    while Whisper listens. A render that ends well leaves it for the next (``_aligner``): its
+    start (~0.35 CPU-s) and decoder (~0.4) are paid once a process; one that fails or stops
+    early ends it."""
 
-    def __init__(self, audio: np.ndarray) -> None:
+    def __init__(self) -> None:
         self.child = subprocess.Popen(
             [sys.executable, "-m", __name__],
             stdin=subprocess.PIPE,
@@ -131,12 +134,16 @@ class _Apart:
             target=lambda: self.errors.append(stderr.read()), name="align-err", daemon=True
         )
         self.drain.start()
+        self.sending = threading.Thread()
+
+    def start(self, audio: np.ndarray) -> _Apart:
         samples = np.ascontiguousarray(audio, np.float32)
-        # in a thread: the child reads it as soon as it has started, Whisper meanwhile listens
+        # in a thread: the child reads it once it is ready, Whisper meanwhile listens
         self.sending = threading.Thread(
             target=self._send, args=(samples,), name="align-audio", daemon=True
         )
         self.sending.start()
+        return self
 
     def _send(self, samples: np.ndarray) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):  # the child died: align() says
@@ -147,7 +154,14 @@ class _Apart:
     def __enter__(self) -> _Apart:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None and self.child.poll() is None:
+            self.sending.join()  # no answer is pending: align() waits for each
+            _keep(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
         with contextlib.suppress(BrokenPipeError, ValueError):
             self.stdin.close()
         try:
@@ -155,7 +169,8 @@ class _Apart:
         except subprocess.TimeoutExpired:
             self.child.kill()
             self.child.wait()
-        self.sending.join()
+        if self.sending.is_alive():
+            self.sending.join()
         self.drain.join()
         self.stdout.close()
         self.stderr.close()
@@ -180,14 +195,46 @@ class _Apart:
         return [Phone(*p) for p in json.loads(answer)]
 
 
+_kept: list[_Apart] = []  # at most one idle child, for the next render
+_keeping = threading.Lock()
+
+
+def _aligner(audio: np.ndarray) -> _Apart:
+    """The idle child if there is one (and it lives), else a new one, given ``audio``."""
+    with _keeping:
+        idle = _kept.pop() if _kept else None
+    if idle is not None and idle.child.poll() is not None:
+        idle.close()
+        idle = None
+    return (idle or _Apart()).start(audio)
+
+
+def _keep(aligner: _Apart) -> None:
+    with _keeping:
+        if not _kept:
+            _kept.append(aligner)
+            return
+    aligner.close()
+
+
+@atexit.register
+def _end_kept() -> None:
+    with _keeping:
+        while _kept:
+            _kept.pop().close()
+
+
 def _serve(stdin: IO[bytes], stdout: IO[bytes]) -> None:
-    """The child's side of ``_Apart``."""
-    size = json.loads(stdin.readline())["samples"]
-    raw = stdin.read(4 * size)  # a pipe's read() of n bytes returns them all, or EOF
-    here = _Here(np.frombuffer(raw, np.float32))
-    here.decoder = asr_sphinx.word_decoder()  # built while the parent's Whisper listens
-    for line in stdin:
+    """The child's side of ``_Apart``: audios, each followed by its stretches."""
+    decoder = asr_sphinx.word_decoder()  # built while the parent's Whisper listens
+    here = _Here(np.zeros(0, np.float32))
+    while line := stdin.readline():
         request = json.loads(line)
+        if "samples" in request:
+            raw = stdin.read(4 * request["samples"])  # all n bytes from a pipe, or EOF
+            here = _Here(np.frombuffer(raw, np.float32))
+            here.decoder = decoder
+            continue
         words = [Word(*w) for w in request["words"]]
         phones = here.align(words, request["from"], request["to"])
         stdout.write(json.dumps([[p.name, p.start_s, p.end_s] for p in phones]).encode() + b"\n")
