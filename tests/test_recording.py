@@ -118,7 +118,6 @@ def test_a_recorded_call_is_stored_announced_served_and_deleted(
             await participant.until(
                 lambda: len(participant.frames) >= 10 and participant.channel.readyState == "open"
             )
-            started = time.monotonic()
             mark("quiet")
             await asyncio.sleep(0.5)
             mark("mic_on")
@@ -138,7 +137,6 @@ def test_a_recorded_call_is_stored_announced_served_and_deleted(
                 lambda: participant.has("conversation.replica.stopped_speaking")
             )
             mark("echo_off")
-            marks["wall"] = time.monotonic() - started
             height, width = participant.frames[-1].shape[:2]
             marks["width"], marks["height"] = width, height
             marks["fps"] = fps
@@ -163,8 +161,11 @@ def test_a_recorded_call_is_stored_announced_served_and_deleted(
             [f.to_ndarray().reshape(-1) for f in container.decode(audio=0)]
         ).astype(np.float32)
     duration = len(pcm) / rate
-    assert duration == pytest.approx(marks["ticks"], abs=0.2)  # the call's, on its clock
-    assert duration > marks["wall"]  # from before the participant joined to the end
+    # the call's, on its clock: every tick from its first (before the participant joined) to
+    # its end. Not against wall time: a clock more than MAX_BEHIND_S late (a loaded machine)
+    # restarts its schedule rather than bursting frames, so a call lasts fewer ticks than
+    # seconds then, and its recording with it.
+    assert duration == pytest.approx(marks["ticks"], abs=0.2)
     assert frames / marks["fps"] == pytest.approx(marks["ticks"], abs=0.2)
     assert _rms(pcm, rate, marks["quiet"], marks["mic_on"]) < 0.005  # silence
     mic = _rms(pcm, rate, marks["mic_on"] + 0.3, marks["mic_off"])
