@@ -30,6 +30,10 @@ _CLAUSE_END = re.compile(r"(?<=[,;:])\s+")
 FIRST_CLAUSE_WORDS = 6  # a live voice says a first clause up to this long on its own
 LEAD_IN_S = 0.02  # a live voice starts this long before its first sound
 NOTHING_SAID = "the voice says nothing for this text (no words in it?)"
+# Piper draws noise for every take (in the sound, and in the phones' durations: the voice's
+# noise_scale 0.667 and noise_w 0.8), so no two takes of a text are alike. A steady voice
+# draws none: one text, one take (the tests' voice, whose checks must not depend on a draw).
+STEADY_NOISE = 0.0  # noise_scale and noise_w both
 
 
 class Unspeakable(ValueError):
@@ -58,9 +62,9 @@ def _voice() -> Any:
     return PiperVoice(session=session, config=PiperConfig.from_dict(config))
 
 
-def synthesize(text: str) -> tuple[np.ndarray, int]:
+def synthesize(text: str, steady: bool = False) -> tuple[np.ndarray, int]:
     """Text → ((N,) float32 mono, sample_rate_hz), untimed. Raises Unspeakable."""
-    said = [s for s in map(_say, _sentences(text)) if s is not None]
+    said = [s for s in (_say(t, steady) for t in _sentences(text)) if s is not None]
     if not said:
         raise Unspeakable(NOTHING_SAID)
     return np.concatenate([s.samples for s in said]), said[0].rate
@@ -69,11 +73,13 @@ def synthesize(text: str) -> tuple[np.ndarray, int]:
 class PiperTts:
     """The offline voice with the timing of every word and phone it says. ``decoder``: a
     word decoder (asr_sphinx.word_decoder()) kept for every alignment, for a voice that
-    speaks often. ``live``: a live conversation's voice (see the module's docstring)."""
+    speaks often. ``live``: a live conversation's voice (see the module's docstring).
+    ``steady``: the same take of a text every time (STEADY_NOISE)."""
 
-    def __init__(self, decoder: Any = None, live: bool = False) -> None:
+    def __init__(self, decoder: Any = None, live: bool = False, steady: bool = False) -> None:
         self._decoder = decoder
         self._live = live
+        self._steady = steady
 
     async def speak(self, text: str) -> AsyncGenerator[SpeechChunk, None]:
         """Each sentence as soon as it is spoken and timed (in a worker thread: Piper's
@@ -93,7 +99,7 @@ class PiperTts:
         (so a long text costs no more than the limit's worth)."""
         made_s = 0.0
         for sentence in _sentences(text, self._live):
-            said = _say(sentence)
+            said = _say(sentence, self._steady)
             if said is None:
                 continue
             first = made_s == 0.0
@@ -105,12 +111,12 @@ class PiperTts:
             raise Unspeakable(NOTHING_SAID)
 
     def _chunk(self, sentence: str, first: bool) -> SpeechChunk | None:
-        said = _say(sentence)
+        said = _say(sentence, self._steady)
         return None if said is None else self._timed(sentence, said, first)
 
     def _timed(self, sentence: str, said: _Said, first: bool) -> SpeechChunk:
         if not self._live or said.phones is None:
-            return _spoken(sentence, self._decoder, said)
+            return _spoken(sentence, self._decoder, said, self._steady)
         chunk = SpeechChunk(said.samples, said.rate, sentence, (), tuple(said.phones))
         return _from_first_sound(chunk) if first else chunk
 
@@ -137,10 +143,14 @@ def _sentences(text: str, first_clause: bool = False) -> list[str]:
     return sentences
 
 
-def _say(sentence: str) -> _Said | None:
+def _say(sentence: str, steady: bool = False) -> _Said | None:
     """One sentence → its take, or None if the voice said nothing."""
+    from piper.config import SynthesisConfig
+
     voice = _voice()
-    chunks = list(voice.synthesize(sentence, include_alignments=True))
+    # None: the voice's own noise
+    take = SynthesisConfig(noise_scale=STEADY_NOISE, noise_w_scale=STEADY_NOISE) if steady else None
+    chunks = list(voice.synthesize(sentence, syn_config=take, include_alignments=True))
     if not chunks:
         return None
     pad = voice.config.phoneme_id_map["_"][0]  # piper's PAD, after every phoneme
@@ -183,10 +193,11 @@ def _from_first_sound(chunk: SpeechChunk) -> SpeechChunk:
 ALIGN_TAKES = 3
 
 
-def _spoken(sentence: str, decoder: Any, said: _Said) -> SpeechChunk:
-    """The sentence's first take that aligns (``said``: the first take, already made)."""
+def _spoken(sentence: str, decoder: Any, said: _Said, steady: bool = False) -> SpeechChunk:
+    """The sentence's first take that aligns (``said``: the first take, already made; a
+    steady voice has no other)."""
     chunk = _timed(sentence, said.samples, said.rate, decoder)
-    for _ in range(ALIGN_TAKES - 1):
+    for _ in range(0 if steady else ALIGN_TAKES - 1):
         if chunk.words or not asr_sphinx.in_dictionary(sentence, decoder):
             break
         again = _say(sentence)

@@ -1,7 +1,7 @@
 """The offline voice (Piper), live (tts_piper.py: the first clause on its own, phones timed by
 the voice itself), in a process of its own and kept warm, for live conversations:
 
-    python -m likeness.providers.voice_process    < JSON lines {"text": ...}
+    python -m likeness.providers.voice_process [--steady]    < JSON lines {"text": ...}
 
 answers each line with one JSON header line per sentence, ``{"rate": hz, "samples": n,
 "text": sentence, "phones": [[name, start_s, end_s], ...], "last": false}`` each followed by
@@ -34,10 +34,12 @@ class VoiceProcess:
     """say(text) → its sentences as SpeechChunks, the first as soon as it is ready. One text
     at a time (a lock serialises callers, from any thread)."""
 
-    def __init__(self) -> None:
+    def __init__(self, steady: bool = False) -> None:
+        """``steady``: the same take of a text every time (tts_piper.STEADY_NOISE)."""
         self._lock = threading.Lock()
         self._child = subprocess.Popen(
-            [sys.executable, "-m", "likeness.providers.voice_process"],
+            [sys.executable, "-m", "likeness.providers.voice_process"]
+            + (["--steady"] if steady else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -90,7 +92,8 @@ class VoiceProcess:
 def main() -> None:
     from likeness.providers import asr_sphinx, tts_piper
 
-    voice = tts_piper.PiperTts(asr_sphinx.word_decoder(), live=True)
+    steady = "--steady" in sys.argv[1:]
+    voice = tts_piper.PiperTts(asr_sphinx.word_decoder(), live=True, steady=steady)
     list(voice.say("Ready."))  # loads the voice before the first real text
     out = sys.stdout.buffer
     for line in sys.stdin:
