@@ -28,6 +28,7 @@ import contextlib
 import os
 import re
 import threading
+import time
 from collections.abc import AsyncGenerator, AsyncIterable, Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -189,8 +190,9 @@ class WhisperAsr:
         return hearing_words(samples, sample_rate_hz)
 
     async def stream(self, audio: AsyncIterable[AudioChunk]) -> AsyncGenerator[Transcript, None]:
-        """Partials while the person speaks (a decode at most every ``step_s``, and never
-        two at once: on a busy machine they come less often), a final transcript when they
+        """Partials while the person speaks (a decode at most every ``step_s`` and never
+        two at once; on a busy machine they come less often: the decoder idles as long as it
+        worked), a final transcript when they
         pause and when the input ends. Silence and noise yield nothing. The input is read
         while a decode runs, so a caller's bounded queue never waits on the recogniser."""
         live = _Live(self.step_s, self.max_segment_s)
@@ -236,6 +238,7 @@ class _Live:
     loud_s: float = 0.0  # loud audio in the buffer
     last_loud_s: float = 0.0  # the end of the last loud frame, in buffer seconds
     decoded_s: float = 0.0  # the buffer's length at its last decode
+    decode_s: float = 0.0  # how long the last decode took (wall clock)
     committed: list[Word] = field(default_factory=list)  # stream seconds
     guess: list[Word] = field(default_factory=list)  # the last decode's words
     prompt: str = ""
@@ -277,14 +280,19 @@ class _Live:
         return out
 
     def _due(self) -> bool:
-        """Time for a decode: ``step_s`` more audio since the last; or the speech has paused
+        """Time for a decode: ``step_s`` (or twice the last decode's time) more audio since
+        the last; or the speech has paused
         for ``SPECULATE_S`` and no decode has heard the pause yet (the final's words, should
         the turn end here: ``_close`` takes them without decoding again)."""
         if self._settled():
             return False  # the pause's words are known: more quiet changes none of them
         if self.length_s - self.last_loud_s >= SPECULATE_S:
             return True
-        return self.length_s >= FIRST_PARTIAL_S and self.length_s - self.decoded_s >= self.step_s
+        # A partial waits at least as long as the last decode took: on a busy machine the
+        # decoder is idle half the time, so the pause's decode seldom waits behind a partial
+        # that began as the speech ended (and the LLM and the voice keep a core).
+        wait_s = max(self.step_s, 2 * self.decode_s)
+        return self.length_s >= FIRST_PARTIAL_S and self.length_s - self.decoded_s >= wait_s
 
     def _settled(self) -> bool:
         """The last decode heard the speech's end: no loud frame came after it."""
@@ -314,10 +322,13 @@ class _Live:
 
     def _decode(self) -> list[Word]:
         self.decoded_s = self.length_s
+        began = time.perf_counter()
         pieces, _ = model().transcribe(
             self.buffer, beam_size=1, initial_prompt=self.prompt or None, **_HEARD_OPTIONS
         )
-        return [w for piece in pieces for w in _words(piece.words or [], self.origin_s)]
+        said = [w for piece in pieces for w in _words(piece.words or [], self.origin_s)]
+        self.decode_s = time.perf_counter() - began
+        return said
 
     def _partial(self) -> Transcript | None:
         guess = self._decode()
