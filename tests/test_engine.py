@@ -17,7 +17,9 @@ from likeness.engines.mouthbank import MouthbankEngine, MouthbankModel, visemes
 from likeness.engines.mouthbank import session as session_module
 from likeness.face import landmarks as lm
 from likeness.face.tracker import FaceMeshTracker, FaceTrack
+from likeness.media import video
 from likeness.media.audio import read_audio
+from likeness.media.video import frames_numbered
 from likeness.providers import asr_sphinx
 from likeness.providers.asr_sphinx import SphinxPhones
 from likeness.providers.base import Phone, PhoneRecognizer, SettledPhones
@@ -27,6 +29,7 @@ from likeness.rendering.frames import AudioFrame
 from likeness.rendering.offline import render_mp4
 from likeness.rendering.source import frames_for
 from likeness.training import pipeline, quality
+from likeness.training.workspace import Workspace
 
 from .conftest import FIXTURES, live_children, local_job
 
@@ -311,3 +314,40 @@ def test_the_quality_report_holds_out_speech_not_a_silent_end(speech: np.ndarray
     assert quality.held_out(
         TrainingInput(FIXTURES / "short_talk.mp4", track, 25.0, np.roll(audio, 6 * SR), SR)
     ) == (400, 500), "a video that ends talking keeps its end held out"
+
+
+def test_the_quality_report_reads_only_the_face_box_of_real_frames(
+    trained: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report's real face crops are cut from the decoder's YUV, box by box, never from a
+    whole converted picture, and are the very crops the whole picture gave (so every figure
+    of the report is unchanged)."""
+    data = Workspace(trained.parent).training_input()
+    window = quality.held_out(data)
+    assert window is not None
+    start, end = window
+    points, whole = [], []
+    for i in range(start, end):
+        measured = data.track.present[i] and data.track.measured[i]
+        points.append(data.track.landmarks[i] if measured else None)
+    wanted = [start + i for i, p in enumerate(points) if p is not None]
+    for number, rgb in frames_numbered(data.video_path, wanted):
+        p = points[number - start]
+        assert p is not None
+        whole.append(quality.face_crop(rgb, p))
+    assert len(whole) > 10
+
+    converted: list[tuple[int, int]] = []
+    real_to_rgb = video.to_rgb
+
+    def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+        converted.append((frame.width, frame.height))
+        return real_to_rgb(frame)
+
+    monkeypatch.setattr(video, "to_rgb", to_rgb)
+    _, crops = quality._real(data.video_path, start, end, data.track)
+    assert converted == [], "a whole picture was converted"
+    cut = [c for c in crops if c is not None]
+    assert len(cut) == len(whole)
+    for a, b in zip(cut, whole, strict=True):
+        np.testing.assert_array_equal(a, b)

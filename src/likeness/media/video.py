@@ -93,23 +93,28 @@ class Decoded:
         """(y1 - y0, x1 - x0, 3) uint8 RGB of the upright full-resolution picture inside
         ``box`` = (x0, y0, x1, y1), clipped to the picture. Only that region is converted from
         the decoder's YUV (a 4K frame whole costs ~5 ms)."""
-        frame = self.frame
-        width, height = frame.width, frame.height
-        turns = round(frame.rotation / 90) % 4
-        shown_w, shown_h = (height, width) if turns % 2 else (width, height)
-        x0, y0 = max(0, box[0]), max(0, box[1])
-        x1, y1 = min(shown_w, box[2]), min(shown_h, box[3])
-        # The box in the frame as stored: np.rot90(stored, turns) is what is shown.
-        if turns == 0:
-            rows, cols = (y0, y1), (x0, x1)
-        elif turns == 1:
-            rows, cols = (x0, x1), (width - y1, width - y0)
-        elif turns == 2:
-            rows, cols = (height - y1, height - y0), (width - x1, width - x0)
-        else:
-            rows, cols = (height - x1, height - x0), (y0, y1)
-        stored = _region(frame, rows, cols)
-        return cv2.rotate(stored, TURNS[turns]) if turns else stored
+        return cut_region(self.frame, box)
+
+
+def cut_region(frame: av.VideoFrame, box: tuple[int, int, int, int]) -> np.ndarray:
+    """(y1 - y0, x1 - x0, 3) uint8 RGB of ``frame``'s upright picture inside ``box`` =
+    (x0, y0, x1, y1), clipped to the picture, converted from the decoder's YUV alone."""
+    width, height = frame.width, frame.height
+    turns = round(frame.rotation / 90) % 4
+    shown_w, shown_h = (height, width) if turns % 2 else (width, height)
+    x0, y0 = max(0, box[0]), max(0, box[1])
+    x1, y1 = min(shown_w, box[2]), min(shown_h, box[3])
+    # The box in the frame as stored: np.rot90(stored, turns) is what is shown.
+    if turns == 0:
+        rows, cols = (y0, y1), (x0, x1)
+    elif turns == 1:
+        rows, cols = (x0, x1), (width - y1, width - y0)
+    elif turns == 2:
+        rows, cols = (height - y1, height - y0), (width - x1, width - x0)
+    else:
+        rows, cols = (height - x1, height - x0), (y0, y1)
+    stored = _region(frame, rows, cols)
+    return cv2.rotate(stored, TURNS[turns]) if turns else stored
 
 
 def iter_decoded(path: Path, short_side: int) -> Iterator[Decoded]:
@@ -182,14 +187,15 @@ def _region(frame: av.VideoFrame, rows: tuple[int, int], cols: tuple[int, int]) 
     return to_rgb(frame)[rows[0] : rows[1], cols[0] : cols[1]]
 
 
-def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
-    """(number, (H, W, 3) uint8 RGB) for the wanted frame numbers only, in ascending order.
+def decoded_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, av.VideoFrame]]:
+    """(number, decoded frame, as stored) for the wanted frame numbers only, in ascending
+    order; the frame is valid until the next is asked for.
 
     Frame numbers count decoded frames from the start, as ``iter_frames`` does. Decoding
     starts at the keyframe before the first wanted frame (the numbers come from the packets'
     timestamps, read without decoding) and stops after the last; where the timestamps cannot
-    number the frames, it starts from the first frame instead. Frames not wanted are never
-    converted."""
+    number the frames, it starts from the first frame instead. Nothing is converted from the
+    decoder's YUV here."""
     targets = sorted(set(wanted))
     if not targets:
         return
@@ -208,7 +214,7 @@ def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np
                 if number is None or (done < 0 and number > targets[0]):
                     break  # timestamps that do not number the frames: decode from the start
                 if number > done and number in wanted_set:
-                    yield number, upright(frame, to_rgb(frame))
+                    yield number, frame
                     done = number
                 if number >= targets[-1]:
                     return
@@ -221,9 +227,16 @@ def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np
     with _video(path) as (container, stream):
         for number, frame in enumerate(container.decode(stream)):
             if number in keep:
-                yield number, upright(frame, to_rgb(frame))
+                yield number, frame
             if number >= last:
                 return
+
+
+def frames_numbered(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """(number, (H, W, 3) uint8 RGB) for the wanted frame numbers only, in ascending order
+    (``decoded_numbered``); frames not wanted are never converted."""
+    for number, frame in decoded_numbered(path, wanted):
+        yield number, upright(frame, to_rgb(frame))
 
 
 def _presentation_order(path: Path) -> list[int] | None:
