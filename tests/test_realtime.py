@@ -8,6 +8,8 @@ import asyncio
 import base64
 import json
 import queue as queues
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -112,6 +114,24 @@ def test_outbound_events_are_stamped_in_order() -> None:
 
 
 # -- the speaker on its clock ------------------------------------------------------------------
+def test_a_fresh_speaker_imports_the_resampler_before_its_first_answer() -> None:
+    """The first sentence is resampled on the media thread; scipy.signal's import (~1 s)
+    there stalled the first answer's clock. A fresh process (this one has it imported)
+    makes a speaker and, before any speech, finds the import done by the voice's thread."""
+    code = (
+        "import sys, types\n"
+        "from likeness.realtime.speaker import Speaker\n"
+        "assert 'scipy.signal' not in sys.modules\n"
+        "speaker = Speaker(types.SimpleNamespace(fps=25.0), lambda _t: [], lambda _h: None)\n"
+        "speaker.warmed.result(timeout=60)\n"
+        "print('scipy.signal' in sys.modules)\n"
+        "speaker.close()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+
+
 def test_the_replica_moves_while_silent_and_the_clock_is_one(model: MouthbankModel) -> None:
     speaker = Speaker(model.session(), voice=lambda _t: [], phones=SphinxLivePhones)
     ticks = [speaker.tick() for _ in range(30)]

@@ -75,12 +75,18 @@ def resample(samples: np.ndarray, from_hz: int, to_hz: int) -> np.ndarray:
     if from_hz == to_hz:
         return samples.astype(np.float32, copy=False)
     g = gcd(from_hz, to_hz)
-    # imported here: scipy.signal costs ~0.6 s to import, and phone alignment's child
-    # process imports this module but never resamples
+    # imported here: scipy.signal costs ~0.6-1 s to import, and phone alignment's child
+    # process imports this module but never resamples (a live call imports it early: warm())
     from scipy.signal import resample_poly
 
     out: np.ndarray = resample_poly(samples, to_hz // g, from_hz // g).astype(np.float32)
     return out
+
+
+def warm() -> None:
+    """Imports what resample() needs, so that its first call is not a second-long import
+    (on a live call's media thread that would stall the clock at the first answer)."""
+    import scipy.signal  # noqa: F401
 
 
 def to_int16(samples: np.ndarray) -> np.ndarray:

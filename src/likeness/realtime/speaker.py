@@ -34,6 +34,7 @@ import numpy as np
 
 from likeness.engines.base import EngineSession, RenderedFrame
 from likeness.media.audio import resample
+from likeness.media.audio import warm as warm_resampling
 from likeness.providers.base import Phone, SettledPhones, SpeechChunk
 from likeness.realtime.frames import (
     OUTPUT_RATE_HZ,
@@ -161,6 +162,9 @@ class Speaker:
         self._index = 0
         self._generation = 0  # bumped by interrupt: the voice drops work of older ones
         self._tts = ThreadPoolExecutor(1, thread_name_prefix="voice")
+        # the first sentence is resampled on the media thread: its import is done here, off
+        # that thread and before any answer (it stalled the first answer's clock by ~0.7 s)
+        self.warmed = self._tts.submit(warm_resampling)
         self._phones: LivePhones | None = None
         self._lock = threading.Lock()  # the calling side's own state (below)
         self._open_audio: tuple[str, int] | None = None  # (inference_id, sample rate)
